@@ -1,0 +1,5 @@
+from .timesformer import Timesformer
+
+
+def timesformer(*args, **kwargs):
+    return Timesformer(*args, **kwargs)

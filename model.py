@@ -1,0 +1,128 @@
+"""TimeSformer with divided space-time attention (Bertasius et al., ICML 2021), ViT-B/16.
+
+Parameter names follow the original release (facebookresearch/TimeSformer `vit.py`) so its checkpoints load with a
+plain strict `load_state_dict`; `checkpoints.py` converts the other formats to these names.
+Plain reshape/permute only (no einops in `forward`) so the model scripts and exports cleanly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, dim = x.shape
+        qkv = self.qkv(x).reshape(n, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(x.transpose(1, 2).reshape(n, length, dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Temporal attention (per patch position, over frames), then spatial attention (per frame, with the CLS)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, eps: float = 1e-6):
+        super().__init__()
+        self.temporal_norm1 = nn.LayerNorm(dim, eps=eps)
+        self.temporal_attn = Attention(dim, num_heads)
+        self.temporal_fc = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        # x: (B, 1 + N*T, D); patch tokens ordered patch-major, frame-minor.
+        b, length, d = x.shape
+        t = num_frames
+        n = (length - 1) // t
+        cls, patches = x[:, :1], x[:, 1:]
+
+        xt = patches.reshape(b * n, t, d)
+        xt = patches + self.temporal_fc(self.temporal_attn(self.temporal_norm1(xt))).reshape(b, n * t, d)
+
+        xs = xt.reshape(b, n, t, d).transpose(1, 2).reshape(b * t, n, d)
+        xs = torch.cat([cls.expand(b, t, d).reshape(b * t, 1, d), xs], dim=1)
+        xs = self.attn(self.norm1(xs))
+        cls_res = xs[:, 0].reshape(b, t, d).mean(dim=1, keepdim=True)  # one CLS residual: the mean over frames
+        patch_res = xs[:, 1:].reshape(b, t, n, d).transpose(1, 2).reshape(b, n * t, d)
+
+        x = torch.cat([cls, xt], dim=1) + torch.cat([cls_res, patch_res], dim=1)
+        return x + self.mlp(self.norm2(x))
+
+
+class TimeSformer(nn.Module):
+    """Input `(B, 3, T, H, W)`; `forward_features` gives the 768-d CLS embedding, `forward` the logits.
+
+    Other frame counts and sizes than trained on are accepted: `time_embed` and the `pos_embed` grid are resized with
+    nearest interpolation, as the original `forward_features` does at inference.
+    """
+
+    def __init__(self, num_classes: int = 400, num_frames: int = 8, img_size: int = 224, patch_size: int = 16,
+                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_frames = num_frames
+        self.img_size = img_size
+        self.embed_dim = embed_dim
+        grid = img_size // patch_size
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, embed_dim))
+        self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def _pos_embed(self, gh: int, gw: int) -> torch.Tensor:
+        grid = int((self.pos_embed.shape[1] - 1) ** 0.5)
+        if (gh, gw) == (grid, grid):
+            return self.pos_embed
+        cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
+        patch_pos = patch_pos.transpose(1, 2).reshape(1, -1, grid, grid)
+        patch_pos = F.interpolate(patch_pos, size=(gh, gw), mode='nearest').flatten(2).transpose(1, 2)
+        return torch.cat([cls_pos, patch_pos], dim=1)
+
+    def _time_embed(self, t: int) -> torch.Tensor:
+        if t == self.time_embed.shape[1]:
+            return self.time_embed
+        return F.interpolate(self.time_embed.transpose(1, 2), size=t, mode='nearest').transpose(1, 2)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        x = self.patch_embed.proj(x.transpose(1, 2).reshape(b * t, c, h, w))
+        gh, gw = x.shape[-2:]
+        d = x.shape[1]
+        pos = self._pos_embed(gh, gw)
+        x = x.flatten(2).transpose(1, 2) + pos[:, 1:]  # (B*T, N, D)
+        x = x.reshape(b, t, gh * gw, d).transpose(1, 2) + self._time_embed(t).unsqueeze(1)  # (B, N, T, D)
+        cls = (self.cls_token + pos[:, :1]).expand(b, 1, d)
+        x = torch.cat([cls, x.reshape(b, gh * gw * t, d)], dim=1)
+        for block in self.blocks:
+            x = block(x, t)
+        return self.norm(x[:, 0])
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

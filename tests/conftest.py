@@ -1,0 +1,90 @@
+"""Shared fixtures: the operator loaded as a package, and one random-weight HF reference model.
+
+The reference is HF transformers' `TimesformerForVideoClassification`, an implementation independent of ours.
+Every parameter is perturbed because HF's init leaves some at zero, and a zero hides bugs.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / 'shared' / 'reference'
+sys.path.insert(0, str(ROOT / 'scripts'))
+
+
+def _load_package(name: str, directory: Path):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, directory / '__init__.py',
+                                                  submodule_search_locations=[str(directory)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# Importable as `timesformer_op` (and its modules as `timesformer_op.model`, ...) from every test.
+_load_package('timesformer_op', ROOT)
+
+
+def hf_to_original_keys() -> dict[str, str]:
+    """HF name -> original release name, from the reference table in shared/ (independent of checkpoints.py)."""
+    table = {}
+    for line in (SHARED / 'original_to_hf_keys.tsv').read_text().splitlines():
+        if '\t->\t' in line:
+            original, hf = line.split('\t->\t')
+            table[hf] = original
+    return table
+
+
+def make_hf_model(num_frames: int = 8, image_size: int = 224, seed: int = 0, **config):
+    from transformers import TimesformerConfig, TimesformerForVideoClassification
+
+    torch.manual_seed(seed)
+    cfg = TimesformerConfig(num_frames=num_frames, image_size=image_size, num_labels=400, **config)
+    model = TimesformerForVideoClassification(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+@pytest.fixture(scope='session')
+def hf_model():
+    return make_hf_model()
+
+
+@pytest.fixture(scope='session')
+def checkpoints(hf_model, tmp_path_factory):
+    """The same random weights saved in every supported format: {format name: path}."""
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp('checkpoints')
+    hf_sd = {k: v.contiguous() for k, v in hf_model.state_dict().items()}
+    names = hf_to_original_keys()
+    original = {names[k]: v for k, v in hf_sd.items()}  # 'model.' prefixed, as in the release
+    plain = {k[len('model.'):]: v for k, v in original.items()}
+    paths = {'hf_dir': root / 'hf'}
+    hf_model.save_pretrained(paths['hf_dir'])
+    paths['pyth'] = root / 'TimeSformer_divST_8x32_224_K400.pyth'
+    # As PySlowFast saves it: the config as a YAML string beside the state.
+    torch.save({'epoch': 15, 'model_state': original, 'optimizer_state': {}, 'cfg': 'MODEL:\n  NUM_CLASSES: 400\n'},
+               paths['pyth'])
+    paths['plain'] = root / 'plain.pth'
+    torch.save(plain, paths['plain'])
+    paths['towhee_models'] = root / 'towhee_models.pth'
+    torch.save({'state_dict': {f'module.{k}': v for k, v in plain.items()}}, paths['towhee_models'])
+    paths['hf_safetensors'] = root / 'hf.safetensors'
+    save_file(hf_sd, paths['hf_safetensors'])
+    paths['hf_bin'] = root / 'pytorch_model.bin'
+    torch.save(hf_sd, paths['hf_bin'])
+    return paths
+
+
+@pytest.fixture(scope='session')
+def plain_state_dict(checkpoints):
+    return torch.load(checkpoints['plain'], weights_only=True)

@@ -1,0 +1,132 @@
+"""The operator against HF transformers on the same random weights, through the full preprocessing path."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from reference import hf_outputs, random_frames, reference_clip
+from towhee.types import VideoFrame
+
+from timesformer_op import timesformer
+from timesformer_op.preprocess import clip_to_tensor, select_frames
+
+TOL = 1e-4
+
+
+def assert_matches_hf(op, hf_model, frames, num_frames=8):
+    labels, scores, features = op(frames)
+    probs, hf_feature = hf_outputs(hf_model, reference_clip(np.asarray(frames), num_frames))
+    top = probs.topk(op.topk)
+    assert features.dtype == np.float32 and features.shape == (768,)
+    assert np.abs(features - hf_feature.numpy()).max() < TOL
+    assert np.abs(np.array(scores) - top.values.numpy()).max() < TOL
+    assert labels == [op.labels[i] for i in top.indices.tolist()]
+    assert scores == sorted(scores, reverse=True)
+    return labels, scores, features
+
+
+@pytest.mark.parametrize('fmt', ['hf_dir', 'pyth', 'plain', 'towhee_models', 'hf_safetensors', 'hf_bin'])
+def test_every_checkpoint_format_matches_hf_within_1e4(fmt, checkpoints, hf_model):
+    op = timesformer(weights=checkpoints[fmt], device='cpu')
+    frames = [VideoFrame(f, mode='RGB') for f in random_frames(30, 240, 320, seed=1)]
+    labels, scores, features = assert_matches_hf(op, hf_model, frames)
+    assert len(labels) == len(scores) == 5
+    assert all(label in op.cfg.labels for label in labels)
+
+
+def test_kinetics_labels_are_the_400_names_in_index_order():
+    import torchvision
+
+    from timesformer_op.zoo import get_cfg
+
+    assert get_cfg('timesformer_k400_8x224').labels == list(torchvision.models._meta._KINETICS400_CATEGORIES)
+
+
+def test_bgr_frames_and_a_single_array_give_the_rgb_result(checkpoints, hf_model):
+    op = timesformer(weights=checkpoints['plain'], topk=3, device='cpu')
+    rgb = random_frames(12, 202, 360, seed=2)
+    expected = assert_matches_hf(op, hf_model, rgb)  # one (T, H, W, 3) array
+    bgr = [VideoFrame(np.ascontiguousarray(f[..., ::-1]), mode='BGR') for f in rgb]
+    labels, scores, features = op(bgr)
+    assert labels == expected[0]
+    np.testing.assert_allclose(scores, expected[1], atol=1e-6)
+    np.testing.assert_allclose(features, expected[2], atol=1e-6)
+
+
+def test_sixteen_frames_into_the_8_frame_model_use_nearest_time_embedding(checkpoints, hf_model):
+    """Reference: HF built for 16 frames, given the original's nearest-resized time embedding computed here."""
+    from conftest import make_hf_model
+
+    hf16 = make_hf_model(num_frames=16)
+    hf16.load_state_dict({k: v for k, v in hf_model.state_dict().items() if 'time_embeddings' not in k}, strict=False)
+    old = hf_model.timesformer.embeddings.time_embeddings.detach()
+    src = [i * 8 // 16 for i in range(16)]  # nearest: floor(i * in / out)
+    with torch.no_grad():
+        hf16.timesformer.embeddings.time_embeddings.copy_(old[:, src])
+    op = timesformer(weights=checkpoints['pyth'], skip_preprocess=True, device='cpu')
+    frames = random_frames(16, 224, 224, seed=3)
+    assert_matches_hf(op, hf16, frames, num_frames=None)
+
+
+def test_larger_crop_uses_nearest_position_embedding(checkpoints, hf_model):
+    """A 288x288 clip (18x18 patches) against HF built for 288 with the nearest-resized grid computed here."""
+    from conftest import make_hf_model
+
+    hf288 = make_hf_model(image_size=288)
+    hf288.load_state_dict({k: v for k, v in hf_model.state_dict().items() if 'position_embeddings' not in k},
+                          strict=False)
+    pos = hf_model.timesformer.embeddings.position_embeddings.detach()
+    grid = pos[0, 1:].reshape(14, 14, 768)
+    src = [i * 14 // 18 for i in range(18)]
+    new = torch.cat([pos[0, :1], grid[src][:, src].reshape(-1, 768)])[None]
+    with torch.no_grad():
+        hf288.timesformer.embeddings.position_embeddings.copy_(new)
+    op = timesformer(weights=checkpoints['plain'], device='cpu')
+    clip = reference_clip(random_frames(8, 288, 288, seed=4), None, 288)
+    with torch.inference_mode():
+        ours = op.model(clip[None])
+        ref = hf288(pixel_values=clip.permute(1, 0, 2, 3)[None]).logits
+    assert (ours - ref).abs().max() < TOL
+
+
+@pytest.mark.parametrize('shape', [(30, 240, 320), (30, 360, 202), (5, 224, 224), (3, 17, 600)])
+def test_preprocessing_matches_the_seed_transform_on_odd_sizes(shape):
+    frames = random_frames(*shape, seed=5)
+    ours = clip_to_tensor(select_frames(list(frames), 8), 224, (0.45,) * 3, (0.225,) * 3)
+    ref = reference_clip(frames, 8, 224)
+    assert ours.shape == ref.shape == (3, 8, 224, 224)
+    assert (ours - ref).abs().max() < 1e-5
+
+
+def test_subsampling_reads_only_the_chosen_frames():
+    class Counting(list):
+        seen = set()
+
+        def __getitem__(self, i):
+            self.seen.add(i)
+            return super().__getitem__(i)
+
+    frames = Counting(random_frames(300, 8, 8))
+    select_frames(frames, 8)
+    assert frames.seen == set(np.floor(np.linspace(0, 299, 8)).astype(int).tolist())
+
+
+def test_concurrent_calls_on_one_instance_equal_serial_calls(checkpoints):
+    op = timesformer(weights=checkpoints['plain'], device='cpu')
+    clips = [random_frames(8, 120, 160, seed=s) for s in range(4)]
+    serial = [op(c) for c in clips]
+    results = [None] * len(clips)
+
+    def work(i):
+        results[i] = op(clips[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(clips))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, serial):
+        assert got[0] == want[0]
+        np.testing.assert_allclose(got[1], want[1], atol=1e-6)
+        np.testing.assert_allclose(got[2], want[2], atol=1e-6)

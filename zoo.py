@@ -1,0 +1,104 @@
+"""The model zoo: one record per released TimeSformer checkpoint.
+
+Everything that must travel with a checkpoint (clip shape, preprocessing, labels, where the file lives and the
+published accuracy) sits in one `ModelCfg`, so adding a model is adding one record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# PySlowFast's Kinetics/SSv2 defaults (DATA.MEAN / DATA.STD), which every released checkpoint was trained with.
+_MEAN = (0.45, 0.45, 0.45)
+_STD = (0.225, 0.225, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    name: str
+    dataset: str
+    num_frames: int
+    image_size: int
+    # Frames between two sampled frames at the video's native rate in the paper's test protocol; None where the
+    # checkpoint was trained on segment-based sampling (SSv2).
+    sampling_rate: int | None
+    labels_file: str
+    file_name: str
+    url: str
+    sha256: str | None = None  # unknown for the Dropbox releases: only known hashes are checked
+    channel_order: str = 'RGB'  # SSv2 was trained on OpenCV-decoded (BGR) frames
+    mean: tuple[float, float, float] = _MEAN
+    std: tuple[float, float, float] = _STD
+    hf_hub_id: str | None = None
+    metrics: dict = field(default_factory=dict)  # published top-1 / top-5, 1 clip x 3 crops
+
+    @property
+    def labels(self) -> list[str]:
+        return load_labels(self.labels_file)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+@lru_cache(maxsize=None)
+def load_labels(file_name: str) -> list[str]:
+    with open(HERE / file_name, encoding='utf-8') as f:
+        return list(json.load(f))
+
+
+def _dropbox(key: str, file_name: str) -> str:
+    return f'https://www.dropbox.com/s/{key}/{file_name}?dl=1'
+
+
+def _record(name, dataset, frames, size, rate, labels, file_name, key, top1, top5, **kw) -> ModelCfg:
+    return ModelCfg(name=name, dataset=dataset, num_frames=frames, image_size=size, sampling_rate=rate,
+                    labels_file=labels, file_name=file_name, url=_dropbox(key, file_name),
+                    metrics={'top1': top1, 'top5': top5}, **kw)
+
+
+_K400, _K600, _SSV2 = 'kinetics_400.json', 'kinetics_600.json', 'something_something_v2.json'
+
+MODELS: dict[str, ModelCfg] = {cfg.name: cfg for cfg in [
+    _record('timesformer_k400_8x224', 'Kinetics-400', 8, 224, 32, _K400,
+            'TimeSformer_divST_8x32_224_K400.pyth', 'g5t24we9gl5yk88', 77.9, 93.2,
+            hf_hub_id='facebook/timesformer-base-finetuned-k400'),
+    _record('timesformer_k400_16x448', 'Kinetics-400', 16, 448, 16, _K400,
+            'TimeSformer_divST_16x16_448_K400.pyth', '6f0x172lpqy3oxt', 79.6, 94.0,
+            hf_hub_id='facebook/timesformer-hr-finetuned-k400'),
+    _record('timesformer_k400_96x224', 'Kinetics-400', 96, 224, 4, _K400,
+            'TimeSformer_divST_96x4_224_K400.pyth', 'r1iuxahif3sgimo', 80.6, 94.7),
+    _record('timesformer_k600_8x224', 'Kinetics-600', 8, 224, 32, _K600,
+            'TimeSformer_divST_8x32_224_K600.pyth', '4h2qt41m2z3aqrb', 79.1, 94.4,
+            hf_hub_id='facebook/timesformer-base-finetuned-k600'),
+    _record('timesformer_k600_16x448', 'Kinetics-600', 16, 448, 16, _K600,
+            'TimeSformer_divST_16x16_448_K600.pyth', 'ft1e92g2vhvxecv', 81.8, 95.8,
+            hf_hub_id='facebook/timesformer-hr-finetuned-k600'),
+    _record('timesformer_k600_96x224', 'Kinetics-600', 96, 224, 4, _K600,
+            'TimeSformer_divST_96x4_224_K600.pyth', '857rx6xeclxfhdg', 82.2, 95.6),
+    _record('timesformer_ssv2_8x224', 'Something-Something-v2', 8, 224, None, _SSV2,
+            'TimeSformer_divST_8_224_SSv2.pyth', 'tybhuml57y24wpm', 59.1, 85.6,
+            channel_order='BGR', hf_hub_id='facebook/timesformer-base-finetuned-ssv2'),
+    _record('timesformer_ssv2_16x448', 'Something-Something-v2', 16, 448, None, _SSV2,
+            'TimeSformer_divST_16_448_SSv2.pyth', '9t68uzk8w2fpfnv', 61.8, 86.9,
+            channel_order='BGR', hf_hub_id='facebook/timesformer-hr-finetuned-ssv2'),
+    _record('timesformer_ssv2_64x224', 'Something-Something-v2', 64, 224, None, _SSV2,
+            'TimeSformer_divST_64_224_SSv2.pyth', '3f1rm2al8mhprwa', 62.0, 87.5,
+            channel_order='BGR'),
+]}
+
+
+def supported_model_names() -> list[str]:
+    return list(MODELS)
+
+
+def get_cfg(model_name: str) -> ModelCfg:
+    try:
+        return MODELS[model_name]
+    except KeyError:
+        raise ValueError(f'unknown model_name {model_name!r}; supported: {", ".join(MODELS)}') from None
