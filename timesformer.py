@@ -51,7 +51,9 @@ def load_model(cfg: ModelCfg, weights=None, device='cpu', trust_checkpoint: bool
     source = resolve_weights(cfg, progress) if weights is None else weights
     state_dict, fmt = load_checkpoint(source, trust_checkpoint)
     with torch.device('meta'):
-        model = TimeSformer(num_classes=cfg.num_classes, num_frames=cfg.num_frames, img_size=cfg.image_size)
+        model = TimeSformer(num_classes=cfg.num_classes, num_frames=cfg.num_frames, img_size=cfg.image_size,
+                            patch_size=cfg.patch_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
+                            num_heads=cfg.num_heads)
     check_state_dict(state_dict, {k: v.shape for k, v in model.state_dict().items()}, fmt, source)
     state_dict = {k: v.to(device=device, dtype=torch.float32) for k, v in state_dict.items()}
     model.load_state_dict(state_dict, strict=True, assign=True)

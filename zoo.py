@@ -36,6 +36,11 @@ class ModelCfg:
     std: tuple[float, float, float] = _STD
     hf_hub_id: str | None = None
     metrics: dict = field(default_factory=dict)  # published top-1 / top-5, 1 clip x 3 crops
+    # ViT-B/16 for every release; smaller values make fast same-architecture models for tests.
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    patch_size: int = 16
 
     @property
     def labels(self) -> list[str]:
@@ -91,6 +96,12 @@ MODELS: dict[str, ModelCfg] = {cfg.name: cfg for cfg in [
             'TimeSformer_divST_64_224_SSv2.pyth', '3f1rm2al8mhprwa', 62.0, 87.5,
             channel_order='BGR'),
 ]}
+
+
+def register_model(cfg: ModelCfg) -> ModelCfg:
+    """Add a record (a fine-tuned or smaller model) so `timesformer(model_name=cfg.name)` finds it."""
+    MODELS[cfg.name] = cfg
+    return cfg
 
 
 def supported_model_names() -> list[str]:

@@ -88,3 +88,28 @@ def checkpoints(hf_model, tmp_path_factory):
 @pytest.fixture(scope='session')
 def plain_state_dict(checkpoints):
     return torch.load(checkpoints['plain'], weights_only=True)
+
+
+TINY = 'timesformer_tiny_test'
+
+
+@pytest.fixture(scope='session')
+def tiny_weights(tmp_path_factory):
+    """A small model of the same architecture (2 blocks, 48-d, 64 px crops, 400 classes) and its checkpoint path.
+
+    For tests of plumbing, concurrency and errors, where the full ViT-B would only add minutes.
+    Use: `timesformer(model_name=TINY, weights=tiny_weights)`.
+    """
+    import dataclasses
+
+    from timesformer_op.model import TimeSformer
+    from timesformer_op.zoo import get_cfg, register_model
+
+    cfg = register_model(dataclasses.replace(get_cfg('timesformer_k400_8x224'), name=TINY, image_size=64,
+                                             embed_dim=48, depth=2, num_heads=4))
+    torch.manual_seed(1)
+    model = TimeSformer(num_classes=cfg.num_classes, num_frames=cfg.num_frames, img_size=cfg.image_size,
+                        embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads)
+    path = tmp_path_factory.mktemp('tiny') / 'tiny.pth'
+    torch.save({k: torch.randn_like(v) * 0.1 for k, v in model.state_dict().items()}, path)
+    return path
