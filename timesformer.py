@@ -97,13 +97,20 @@ class Timesformer(NNOperator):
         return clip_to_tensor(clip, self.cfg.image_size, self.cfg.mean, self.cfg.std, self.cfg.channel_order)
 
     def __call__(self, frames) -> tuple[list[str], list[float], np.ndarray]:
-        clip = self.preprocess(frames).unsqueeze(0).to(self.device)
+        probs, features = self.forward(self.preprocess(frames).unsqueeze(0))
+        return self.postprocess(probs[0], features[0])
+
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips `(B, 3, T, S, S)` -> (softmax probabilities `(B, classes)`, features `(B, D)`), float32 on the CPU."""
         with torch.inference_mode():
-            features = self.model.forward_features(clip)
+            features = self.model.forward_features(clips.to(self.device))
             probs = self.model.forward_head(features).softmax(dim=-1)
-        scores, indices = probs[0].topk(self.topk)
-        return ([self.labels[i] for i in indices.tolist()], scores.tolist(),
-                features[0].float().cpu().numpy())
+        return probs.float().cpu(), features.float().cpu()
+
+    def postprocess(self, probs: torch.Tensor, feature: torch.Tensor) -> tuple[list[str], list[float], np.ndarray]:
+        """One clip's probabilities and feature -> (top-k labels, their scores high to low, feature array)."""
+        scores, indices = probs.topk(self.topk)
+        return [self.labels[i] for i in indices.tolist()], scores.tolist(), feature.numpy()
 
     @staticmethod
     def supported_model_names(format: str | None = None) -> list[str]:  # noqa: A002 - Towhee's signature
