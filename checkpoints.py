@@ -82,20 +82,26 @@ def checkpoint_filter_fn(checkpoint: dict) -> tuple[dict[str, torch.Tensor], str
 
 
 def _torch_load(path: Path, trust_checkpoint: bool) -> dict:
+    is_zip = zipfile.is_zipfile(path)
+    with open(path, 'rb') as f:
+        if not is_zip and f.read(1) != b'\x80':  # neither torch's zip format nor a (legacy) pickle stream
+            raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (not a zip archive or pickle)')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True, mmap=zipfile.is_zipfile(path))
+        return torch.load(path, map_location='cpu', weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as e:
+        if 'Weights only load failed' not in str(e):
+            raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({str(e).splitlines()[0]})') from e
         if not trust_checkpoint:
             raise CheckpointError(
-                f'{path} holds Python objects besides tensors, and reading them runs code from the file; '
-                f'it was not loaded. If you trust this file, pass trust_checkpoint=True to load it with '
-                f'torch.load(weights_only=False). ({str(e).splitlines()[0]})') from None
-    except Exception as e:  # noqa: BLE001 - anything torch raises for a file that is not a checkpoint
-        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint: {e}') from e
+                f'{path} holds Python objects besides tensors, and reading them runs code from the file, so it '
+                f'was not loaded. If you trust this file, pass trust_checkpoint=True to load it with '
+                f'torch.load(weights_only=False).') from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})') from e
     try:
         return torch.load(path, map_location='cpu', weights_only=False)
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint: {e}') from e
+        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})') from e
 
 
 def _load_safetensors(path: Path) -> dict:

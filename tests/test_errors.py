@@ -1,0 +1,185 @@
+"""Every bad argument, frame and checkpoint fails at once with a clear error (tiny model: these test plumbing)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from towhee.types import VideoFrame
+
+from timesformer_op import timesformer
+from timesformer_op.checkpoints import CheckpointError
+
+
+@pytest.fixture(scope='module')
+def op(tiny_weights):
+    return timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
+
+
+@pytest.fixture(scope='module')
+def tiny_sd(tiny_weights):
+    return torch.load(tiny_weights, weights_only=True)
+
+
+def test_unknown_model_name_lists_the_zoo():
+    with pytest.raises(ValueError, match='unknown model_name.*timesformer_k400_8x224'):
+        timesformer(model_name='timesformer_k400_8x225')
+
+
+def test_supported_model_names_cover_the_releases():
+    from timesformer_op.timesformer import Timesformer
+
+    names = Timesformer.supported_model_names()
+    for name in ['timesformer_k400_8x224', 'timesformer_k400_16x448', 'timesformer_k400_96x224',
+                 'timesformer_k600_8x224', 'timesformer_ssv2_8x224']:
+        assert name in names
+
+
+@pytest.mark.parametrize('topk', [0, -1, 401, 2.5, '3', True, None])
+def test_bad_topk(topk, tiny_weights):
+    with pytest.raises(ValueError, match='topk must be an integer in 1..400'):
+        timesformer(model_name=TINY, weights=tiny_weights, topk=topk)
+
+
+@pytest.mark.parametrize('classmap', [['a'] * 399, {i: 'x' for i in range(1, 401)}, 'abseiling', 42])
+def test_classmap_of_the_wrong_size_or_type(classmap, tiny_weights):
+    with pytest.raises(ValueError, match='classmap'):
+        timesformer(model_name=TINY, weights=tiny_weights, classmap=classmap)
+
+
+def test_classmap_replaces_the_labels(tiny_weights):
+    names = [f'class {i}' for i in range(400)]
+    op = timesformer(model_name=TINY, weights=tiny_weights, classmap={i: n for i, n in enumerate(names)}, topk=400)
+    labels, scores, _ = op(np.zeros((8, 64, 64, 3), np.uint8))
+    assert sorted(labels) == sorted(names) and len(scores) == 400
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='only meaningful where CUDA is absent')
+def test_cuda_asked_for_without_cuda(tiny_weights):
+    with pytest.raises(ValueError, match='CUDA is not available'):
+        timesformer(model_name=TINY, weights=tiny_weights, device='cuda')
+
+
+def test_missing_weights_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match='weights file not found'):
+        timesformer(model_name=TINY, weights=tmp_path / 'nope.pth')
+
+
+FRAME = np.zeros((64, 80, 3), np.uint8)
+
+
+@pytest.mark.parametrize('frames, error, match', [
+    ([], ValueError, 'no frames'),
+    (np.zeros((0, 64, 64, 3), np.uint8), ValueError, 'no frames'),
+    ([np.zeros((64, 64), np.uint8)] * 8, ValueError, r'expected \(H, W, 3\) RGB'),
+    ([np.zeros((64, 64, 4), np.uint8)] * 8, ValueError, r'expected \(H, W, 3\) RGB'),
+    ([np.zeros((64, 64, 3), np.float32)] * 8, ValueError, 'expected uint8'),
+    ([FRAME] * 4 + [np.zeros((80, 64, 3), np.uint8)] * 4, ValueError, 'different sizes'),
+    ([VideoFrame(FRAME, mode='HSV')] * 8, ValueError, "mode 'HSV'"),
+    ([np.zeros((0, 64, 3), np.uint8)] * 8, ValueError, 'empty'),
+    ([[0, 1, 2]] * 8, TypeError, 'expected a towhee VideoFrame'),
+    (42, TypeError, 'expected a list of frames'),
+    ((f for f in [FRAME] * 8), TypeError, 'expected a list of frames'),
+])
+def test_bad_frames(op, frames, error, match):
+    with pytest.raises(error, match=match):
+        op(frames)
+
+
+def test_single_frame_is_repeated_to_the_clip_length(op):
+    labels, scores, features = op([FRAME])
+    assert len(labels) == 5 and features.shape == (48,)
+
+
+def _save(obj, path: Path) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize('edit, match', [
+    (lambda sd: sd.pop('blocks.0.attn.qkv.weight'), r'missing keys: blocks\.0\.attn\.qkv\.weight'),
+    (lambda sd: sd.update(extra=torch.zeros(1)), 'unexpected keys: extra'),
+    (lambda sd: sd.update(head_weight=None) or sd.update({'head.weight': torch.zeros(10, 48)}),
+     r'head\.weight \(10, 48\) vs model \(400, 48\)'),
+])
+def test_checkpoint_that_does_not_fit_names_the_keys_and_format(tiny_sd, tmp_path, edit, match):
+    sd = {f'model.{k}': v for k, v in tiny_sd.items()}
+    edit_sd = dict(tiny_sd)
+    edit(edit_sd)
+    edit_sd.pop('head_weight', None)
+    path = _save({'model_state': {f'model.{k}': v for k, v in edit_sd.items()}}, tmp_path / 'bad.pyth')
+    with pytest.raises(CheckpointError, match=match) as info:
+        timesformer(model_name=TINY, weights=path)
+    assert 'original TimeSformer release (model_state)' in str(info.value)
+    assert sd  # the unedited layout is the release's
+
+
+def test_full_size_checkpoint_into_the_small_model_lists_the_mismatches(checkpoints):
+    with pytest.raises(CheckpointError, match=r'HF transformers.*shape mismatches: blocks\.0\.'):
+        timesformer(model_name=TINY, weights=checkpoints['hf_safetensors'])
+
+
+class Config:
+    """Stands for the training config object some checkpoints carry."""
+
+
+class RunsCode:
+    """A pickle that would create a file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), 'w')
+
+
+def test_checkpoint_with_python_objects_needs_opt_in(tiny_sd, tmp_path):
+    path = _save({'model_state': tiny_sd, 'cfg': Config()}, tmp_path / 'with_cfg.pyth')
+    with pytest.raises(CheckpointError, match='trust_checkpoint=True'):
+        timesformer(model_name=TINY, weights=path)
+    op = timesformer(model_name=TINY, weights=path, trust_checkpoint=True)
+    assert op.model.head.weight.shape == (400, 48)
+
+
+def test_pickle_that_runs_code_is_never_run_by_default(tiny_sd, tmp_path):
+    marker = tmp_path / 'pwned'
+    path = _save({'model_state': tiny_sd, 'evil': RunsCode(marker)}, tmp_path / 'evil.pth')
+    with pytest.raises(CheckpointError, match='trust_checkpoint'):
+        timesformer(model_name=TINY, weights=path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('content, match', [
+    (b'not a checkpoint at all\n', 'not a readable PyTorch checkpoint'),
+    (None, 'not a readable PyTorch checkpoint'),  # a truncated real checkpoint
+])
+def test_files_that_are_not_checkpoints(tiny_weights, tmp_path, content, match):
+    path = tmp_path / 'broken.pth'
+    data = tiny_weights.read_bytes()
+    path.write_bytes(content if content is not None else data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match=match):
+        timesformer(model_name=TINY, weights=path)
+
+
+def test_truncated_safetensors(tmp_path, tiny_sd):
+    from safetensors.torch import save_file
+
+    path = tmp_path / 'model.safetensors'
+    save_file(tiny_sd, path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match='not a readable safetensors file'):
+        timesformer(model_name=TINY, weights=path)
+
+
+def test_directory_without_weights(tmp_path):
+    (tmp_path / 'config.json').write_text('{}')
+    with pytest.raises(CheckpointError, match='without model.safetensors or pytorch_model.bin'):
+        timesformer(model_name=TINY, weights=tmp_path)
+
+
+def test_weights_dir_is_expanded(tiny_weights, monkeypatch, tmp_path):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    os.link(tiny_weights, tmp_path / 'tiny.pth')
+    assert timesformer(model_name=TINY, weights='~/tiny.pth').model is not None
