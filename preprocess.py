@@ -4,6 +4,7 @@ This reproduces the Towhee TimeSformer operator's pytorchvideo transform (Unifor
 ShortSideScale bilinear without antialias, CenterCropVideo). Frames are subsampled and validated while still
 uint8, and only the kept frames become float: a long video never turns into one huge float array.
 Normalizing after the resize instead of before is exact up to float rounding (both are linear per channel).
+`clip_indices` is the paper's alternative to the uniform subsample: a fixed-rate clip from the middle of the video.
 """
 
 from __future__ import annotations
@@ -47,24 +48,14 @@ def select_frames(frames, num_frames: int | None) -> torch.Tensor:
         count = frames.shape[0]
         if count == 0:
             raise ValueError('no frames: the video clip is empty')
-        chosen = frames[uniform_indices(count, num_frames)] if num_frames else frames
-        arrays = [_frame_array(f, i) for i, f in enumerate(chosen)]
     else:
         if not isinstance(frames, Sequence):
             raise TypeError(f'frames is a {type(frames).__name__}; expected a list of frames or a (T, H, W, 3) array')
         count = len(frames)
         if count == 0:
             raise ValueError('no frames: the video is empty or the decoder returned nothing')
-        indices = uniform_indices(count, num_frames) if num_frames else list(range(count))
-        unique = sorted(set(indices))
-        # A lazy decoder can fetch several frames in one forward pass instead of one seek per frame.
-        fetched = frames.take(unique) if hasattr(frames, 'take') else [frames[i] for i in unique]
-        by_index = {i: _frame_array(f, i) for i, f in zip(unique, fetched)}
-        arrays = [by_index[i] for i in indices]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(f'frames have different sizes {sorted(shapes)}; all frames of a clip must be one size')
-    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
+    indices = uniform_indices(count, num_frames) if num_frames else list(range(count))
+    return stack_frames(fetch_frames(frames, indices), indices)
 
 
 def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -87,3 +78,47 @@ def clip_to_tensor(clip: torch.Tensor, size: int, mean, std, channel_order: str 
     mean = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
     return ((x - mean) / std).transpose(0, 1).contiguous()
+
+
+# PySlowFast's DATA.TARGET_FPS: a checkpoint's `sampling_rate` counts frames of a 30 fps video.
+TARGET_FPS = 30
+
+
+def clip_indices(num_available: int, num_frames: int, sampling_rate: int, fps: float,
+                 target_fps: float = TARGET_FPS) -> list[int]:
+    """The paper's test clip: `num_frames` over `num_frames * sampling_rate` frames at `target_fps`, centred.
+
+    As PySlowFast's decoder, the span is converted to the video's own frames (`* fps / target_fps`, so an 8x32 clip
+    covers 8.53 s at any frame rate) and sampled with `linspace(start, start + span - 1, num_frames)`, truncated.
+    The original starts its single test clip at frame 0; here it is centred, `start = (n - span) / 2`. A video
+    shorter than the span starts at frame 0 and its last frame repeats (indices clamped, as PySlowFast's
+    `temporal_sampling`), which keeps the frame spacing the model was trained with.
+    """
+    if num_available < 1:
+        raise ValueError('no frames: the video clip is empty')
+    rate = float(fps) if isinstance(fps, (int, float, np.number)) else math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f'clip sampling needs the frame rate, a positive number; got fps={fps!r}')
+    span = num_frames * sampling_rate * rate / target_fps
+    start = max(num_available - span, 0.0) / 2
+    index = np.linspace(start, start + span - 1, num_frames)
+    return np.clip(index, 0, num_available - 1).astype(np.int64).tolist()
+
+
+def fetch_frames(frames, indices) -> dict[int, np.ndarray]:
+    """The frames at `indices` as validated RGB uint8 arrays, by index; a lazy decoder decodes them in one pass."""
+    unique = sorted(set(indices))
+    if hasattr(frames, 'take') and not isinstance(frames, np.ndarray):
+        fetched = frames.take(unique)  # a lazy decoder: several frames in one forward pass, not one seek each
+    else:
+        fetched = [frames[i] for i in unique]
+    return {i: _frame_array(f, i) for i, f in zip(unique, fetched)}
+
+
+def stack_frames(by_index: dict[int, np.ndarray], indices) -> torch.Tensor:
+    """Frames from `fetch_frames` in `indices` order as one uint8 `(T, H, W, 3)` clip."""
+    arrays = [by_index[i] for i in indices]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(f'frames have different sizes {sorted(shapes)}; all frames of a clip must be one size')
+    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
