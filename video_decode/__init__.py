@@ -1,0 +1,5 @@
+from .video_decoder import VideoDecoder
+
+
+def ffmpeg(*args, **kwargs):
+    return VideoDecoder(*args, **kwargs)
