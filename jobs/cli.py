@@ -1,0 +1,185 @@
+"""`videos.py`: index a video collection (classify + embed, resumable, local or Ray) and search it in Milvus.
+
+    python scripts/videos.py index VIDEOS... --out results.parquet [--milvus ./videos.db] [--engine ray]
+    python scripts/videos.py search VIDEO --milvus ./videos.db -k 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from .operators import DEFAULT_MODEL, OperatorSpec, read_model_cfg
+
+EXIT_JOB_ERROR = 1  # the job could not run (weights, settings, output state); each video's failure is not one
+EXIT_INTERRUPTED = 130
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group('model')
+    group.add_argument('--model-name', default=None,
+                       help=f'a zoo model name (default {DEFAULT_MODEL}, or the name in --model-cfg)')
+    group.add_argument('--weights', default=None,
+                       help='checkpoint file or HF save_pretrained directory; default: the released file from '
+                            "torch's hub cache (downloaded there if missing)")
+    group.add_argument('--model-cfg', default=None, metavar='JSON',
+                       help='register an extra model record first: {"name": ..., "base": <zoo name>, '
+                            '<ModelCfg field>: value, ...} (fine-tuned or smaller models)')
+    group.add_argument('--topk', type=int, default=5, help='labels and scores kept per video (default 5)')
+    group.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:1'; default CUDA when present")
+    group.add_argument('--trust-checkpoint', action='store_true',
+                       help='allow torch.load(weights_only=False) for a checkpoint you trust (it runs its code)')
+    group.add_argument('--num-crops', type=int, choices=(1, 3), default=None,
+                       help="1: centre crop (default); 3: the paper's three spatial crops (3x the compute)")
+    group.add_argument('--sampling', choices=('uniform', 'clip'), default=None,
+                       help="uniform: frames spread over the whole video (default); clip: the paper's fixed-rate "
+                            "clip from the middle")
+    group.add_argument('--precision', choices=('fp32', 'bf16', 'fp16', 'int8'), default=None,
+                       help='fp32 (default); bf16/fp16 on CUDA; int8 on the CPU (see the operator docs)')
+    group.add_argument('--clip-batch', type=int, default=1,
+                       help='videos per model forward (op.batch; raise it on a GPU); 1 (default) makes every '
+                            'row independent of how videos are grouped')
+
+
+def _spec(args) -> OperatorSpec:
+    model_cfg = read_model_cfg(args.model_cfg) if args.model_cfg else None
+    name = args.model_name or (model_cfg['name'] if model_cfg else DEFAULT_MODEL)
+    options = {key: getattr(args, key) for key in ('num_crops', 'sampling', 'precision')
+               if getattr(args, key) is not None}
+    return OperatorSpec(model_name=name, weights=args.weights, topk=args.topk, device=args.device,
+                        trust_checkpoint=args.trust_checkpoint, model_cfg=model_cfg, options=options,
+                        clip_batch=args.clip_batch)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='videos.py', description=__doc__.split('\n\n')[0])
+    commands = parser.add_subparsers(dest='command', required=True)
+
+    index = commands.add_parser(
+        'index', help='classify and embed videos into Parquet/JSONL (and Milvus); resumes where it stopped',
+        description='Classify and embed every video; one row per video. Re-running the same command resumes: '
+                    'done videos are skipped. In-progress state lives in OUT.parts/ beside OUT.')
+    index.add_argument('inputs', nargs='+', metavar='VIDEOS',
+                       help='video files, directories (searched recursively by video extension), globs '
+                            "(quote them: 'clips/**/*.mp4'), URLs, or .txt/.lst files listing paths/URLs one a line")
+    index.add_argument('--out', required=True, help='output file: results.parquet (default format) or .jsonl')
+    index.add_argument('--format', choices=('parquet', 'jsonl'), default=None,
+                       help='output format; default from the --out extension (.jsonl -> jsonl), else parquet')
+    index.add_argument('--chunk-size', type=int, default=32,
+                       help='videos per atomically written chunk: at most this many are redone after a kill')
+    index.add_argument('--chunk-seconds', type=float, default=60.0,
+                       help='also write a chunk when this many seconds passed since the last one')
+    index.add_argument('--retry-failed', action='store_true', help='process again the videos recorded with an error')
+    index.add_argument('--overwrite', action='store_true',
+                       help='discard the existing output and unfinished state instead of resuming')
+    index.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
+    ray = index.add_argument_group('engine')
+    ray.add_argument('--engine', choices=('local', 'ray'), default='local',
+                     help='local: this process; ray: a Ray Data actor pool of model replicas')
+    ray.add_argument('--workers', type=int, default=2, help='Ray: model replicas (default 2)')
+    ray.add_argument('--ray-address', default=None,
+                     help='Ray: join this cluster (e.g. ray://head:10001 or auto); default RAY_ADDRESS if set, '
+                          'else start a local Ray')
+    ray.add_argument('--cpus-per-worker', type=float, default=1, help='Ray: CPU cores per replica (default 1)')
+    ray.add_argument('--gpus-per-worker', type=float, default=None,
+                     help='Ray: GPUs per replica; default 1 when the cluster has GPUs, else 0')
+    ray.add_argument('--batch-size', type=int, default=1, help='Ray: videos per map_batches call (default 1)')
+    _milvus_args(index, required=False)
+    _model_args(index)
+
+    search = commands.add_parser('search', help='embed a video and list the most similar indexed videos',
+                                 description='Embed VIDEO with the model used for indexing and list the k '
+                                             'nearest indexed videos. distance is the cosine similarity '
+                                             '(1 = same direction, higher is more similar).')
+    search.add_argument('video')
+    search.add_argument('-k', type=int, default=5, help='how many results (default 5)')
+    search.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    _milvus_args(search, required=True)
+    _model_args(search)
+
+    weights = commands.add_parser(
+        'random-weights', help='write randomly initialised weights (to try the pipeline offline; meaningless labels)',
+        description='Write a plain state dict of a randomly initialised model of the exact shape, for trying the '
+                    'pipeline or measuring speed where the released weights cannot be downloaded. Its labels and '
+                    'embeddings mean nothing.')
+    weights.add_argument('path')
+    weights.add_argument('--model-name', default=None, help=f'default {DEFAULT_MODEL}, or the name in --model-cfg')
+    weights.add_argument('--model-cfg', default=None, metavar='JSON', help='as for index')
+    weights.add_argument('--seed', type=int, default=0)
+    return parser
+
+
+def _milvus_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_argument_group('milvus')
+    group.add_argument('--milvus', required=required, default=None, metavar='URI',
+                       help='Milvus Lite file (./videos.db, embedded) or server URI (http://host:19530)')
+    group.add_argument('--collection', default='videos', help='collection name (default videos)')
+    group.add_argument('--milvus-token', default=None, help='server token (user:password); or MILVUS_TOKEN')
+
+
+def _random_weights(args) -> int:
+    from .operators import save_random_weights
+
+    model_cfg = read_model_cfg(args.model_cfg) if args.model_cfg else None
+    name = args.model_name or (model_cfg['name'] if model_cfg else DEFAULT_MODEL)
+    print(save_random_weights(args.path, name, model_cfg, args.seed))
+    return 0
+
+
+def _index(args) -> int:
+    from .runner import run_index
+
+    summary = run_index(args.inputs, args.out, _spec(args), fmt=args.format, engine=args.engine,
+                        workers=args.workers, ray_address=args.ray_address, cpus_per_worker=args.cpus_per_worker,
+                        gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
+                        chunk_size=args.chunk_size, chunk_seconds=args.chunk_seconds, milvus=args.milvus,
+                        collection=args.collection, milvus_token=args.milvus_token,
+                        retry_failed=args.retry_failed, overwrite=args.overwrite, progress=args.progress)
+    line = (f'{summary.out}: {summary.total} videos, {summary.processed} processed now '
+            f'({summary.failed} failed), {summary.skipped} already done; {summary.wall_s:.1f} s')
+    if summary.processed:
+        line += f', {summary.videos_per_s:.2f} videos/s'
+    if summary.milvus is not None:
+        line += f'; Milvus {args.collection}: {summary.milvus[0]} upserted, {summary.milvus[1]} removed (failed)'
+    print(line)
+    return 0
+
+
+def _search(args) -> int:
+    from .milvus_store import MilvusStore
+    from .runner import embed
+
+    spec = _spec(args)
+    row = embed(args.video, spec)
+    with MilvusStore(args.milvus, args.collection, args.milvus_token) as store:
+        hits = store.search(row['feature'], args.k, spec.model_name)
+    if args.json:
+        print(json.dumps({'query': row['path'], 'label': row['labels'][0], 'results': hits}, indent=1))
+        return 0
+    print(f'query: {row["path"]}  (top label {row["labels"][0]} {row["scores"][0]:.3f})')
+    print(f'{"rank":>4}  {"distance":>8}  {"top label":<30} {"score":>6}  path')
+    for rank, hit in enumerate(hits, 1):
+        print(f'{rank:>4}  {hit["distance"]:8.4f}  {hit["label"][:30]:<30} {hit["score"]:6.3f}  {hit["path"]}')
+    return 0
+
+
+def main(argv=None) -> int:
+    warnings.filterwarnings('ignore', message='.*pkg_resources.*')  # towhee imports it
+    args = build_parser().parse_args(argv)
+    try:
+        return {'index': _index, 'search': _search, 'random-weights': _random_weights}[args.command](args)
+    except KeyboardInterrupt:
+        print('interrupted: finished videos are saved; run the same command again to resume', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - a job-level failure: one clear message, no traceback
+        message = str(e) if type(e).__name__ in _PLAIN else f'{type(e).__name__}: {e}'
+        if type(e).__name__ == 'WeightsUnavailableError':
+            message += '\nOn the command line: --weights FILE_OR_DIR.'
+        print(f'error: {message}', file=sys.stderr)
+        return EXIT_JOB_ERROR
+
+
+# Errors whose message already says what went wrong and what to do.
+_PLAIN = {'WeightsUnavailableError', 'CheckpointError', 'JobStateError', 'ValueError', 'ReplicaStartError'}

@@ -1,0 +1,126 @@
+"""One video in, one result row out: decode lazily, classify, embed; a failure becomes the row's `error`.
+
+Shared by the local engine and every Ray replica, so both produce the same rows for the same video. The operator
+is used through its public calls only: `op(frames)` per video, or `op.batch(videos)` for `clip_batch > 1`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .operators import OperatorSpec, build_decoder, build_operator
+
+
+def error_row(path: str, model: str, error: BaseException | str, decode_s: float = 0.0) -> dict[str, Any]:
+    message = error if isinstance(error, str) else f'{type(error).__name__}: {error}'
+    return {'path': path, 'model': model, 'duration': None, 'labels': None, 'scores': None, 'feature': None,
+            'decode_s': decode_s, 'model_s': 0.0, 'error': message}
+
+
+class TimedFrames(Sequence):
+    """The decoder's lazy frames, adding up the time spent decoding them (which happens inside the operator,
+    when it fetches the frames it samples). Everything else (`fps`, `timestamps`, `duration`) is passed through."""
+
+    def __init__(self, frames):
+        self._frames = frames
+        self.decode_s = 0.0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def _timed(self, fetch):
+        start = time.perf_counter()
+        try:
+            return fetch()
+        finally:
+            self.decode_s += time.perf_counter() - start
+
+    def __getitem__(self, item):
+        return self._timed(lambda: self._frames[item])
+
+    def take(self, indices):
+        return self._timed(lambda: self._frames.take(indices))
+
+    def __iter__(self):
+        iterator = iter(self._frames)
+        while True:
+            try:
+                yield self._timed(lambda: next(iterator))
+            except StopIteration:
+                return
+
+    def __getattr__(self, name):
+        return getattr(self._frames, name)
+
+
+class Indexer:
+    """The operator and the decoder, built once per process (or per Ray replica) from an `OperatorSpec`.
+
+    Row timings: `decode_s` is opening the video plus decoding the frames the operator samples; `model_s` is the
+    rest of the operator's work (resize, crop, normalize, forward; its share of the batch with `clip_batch > 1`).
+    """
+
+    def __init__(self, spec: OperatorSpec, op=None):
+        self.spec = spec
+        self.op = op if op is not None else build_operator(spec)
+        self.decoder = build_decoder()
+
+    @property
+    def dim(self) -> int:
+        return self.op.cfg.embed_dim
+
+    def __call__(self, path: str) -> dict[str, Any]:
+        return self.process_many([path])[0]
+
+    def process_many(self, paths: Sequence[str]) -> list[dict[str, Any]]:
+        """Rows for `paths`, in order."""
+        rows: list[dict[str, Any] | None] = [None] * len(paths)
+        opened = []  # (index, lazy frames, duration, seconds to open)
+        for i, path in enumerate(paths):
+            start = time.perf_counter()
+            try:
+                frames = self.decoder(path)  # reads the container's index; decodes nothing yet
+                duration = float(frames.duration)
+            except Exception as e:  # noqa: BLE001 - any failure of one video is that video's result
+                rows[i] = error_row(path, self.spec.model_name, e, time.perf_counter() - start)
+                continue
+            opened.append((i, frames, duration, time.perf_counter() - start))
+        size = max(1, self.spec.clip_batch)
+        for first in range(0, len(opened), size):
+            group = opened[first:first + size]
+            done = self._batch(paths, group) if len(group) > 1 else None
+            if done is None:
+                done = [(i, self._one(paths[i], frames, duration, open_s)) for i, frames, duration, open_s in group]
+            for i, row in done:
+                rows[i] = row
+        return rows
+
+    def _row(self, path, result, duration, decode_s, model_s) -> dict[str, Any]:
+        labels, scores, feature = result
+        return {'path': path, 'model': self.spec.model_name, 'duration': duration, 'labels': list(labels),
+                'scores': [float(s) for s in scores], 'feature': feature, 'decode_s': decode_s,
+                'model_s': model_s, 'error': None}
+
+    def _one(self, path, frames, duration, open_s) -> dict[str, Any]:
+        timed = TimedFrames(frames)
+        start = time.perf_counter()
+        try:
+            result = self.op(timed)
+        except Exception as e:  # noqa: BLE001
+            return error_row(path, self.spec.model_name, e, open_s + timed.decode_s)
+        model_s = time.perf_counter() - start - timed.decode_s
+        return self._row(path, result, duration, open_s + timed.decode_s, model_s)
+
+    def _batch(self, paths, group) -> list[tuple[int, dict[str, Any]]] | None:
+        """One forward for the group; None when any video fails, so that each is then run (and blamed) alone."""
+        timed = [TimedFrames(frames) for _, frames, _, _ in group]
+        start = time.perf_counter()
+        try:
+            results = self.op.batch(timed)
+        except Exception:  # noqa: BLE001 - redone per video, which records the right video's error
+            return None
+        model_s = (time.perf_counter() - start - sum(t.decode_s for t in timed)) / len(group)
+        return [(i, self._row(paths[i], result, duration, open_s + t.decode_s, model_s))
+                for (i, _, duration, open_s), t, result in zip(group, timed, results)]

@@ -1,0 +1,144 @@
+"""The TimeSformer operator and the video decoder, loaded from this checkout without Towhee's hub.
+
+The repository root is itself the hub operator (a package with relative imports), so it is loaded with importlib
+under the name `timesformer_op`, as tests/conftest.py does; `video_decode/` likewise under `video_decode`. An
+`OperatorSpec` is the picklable recipe a Ray worker on another machine rebuilds the same operator from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = 'timesformer_k400_8x224'
+
+
+def load_package(name: str, directory: Path):
+    """Import `directory` as package `name` (once per process; a module of that name from elsewhere is an error)."""
+    directory = Path(directory).resolve()
+    module = sys.modules.get(name)
+    if module is not None:
+        if Path(module.__file__).resolve().parent != directory:
+            raise ImportError(f'a different module named {name!r} is already imported ({module.__file__}); '
+                              f'expected the one in {directory}')
+        return module
+    spec = importlib.util.spec_from_file_location(name, directory / '__init__.py',
+                                                  submodule_search_locations=[str(directory)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def operator_package():
+    """The operator package (`timesformer_op`): `timesformer(...)`, `.zoo`, `.checkpoints`."""
+    return load_package('timesformer_op', ROOT)
+
+
+def decoder_package():
+    return load_package('video_decode', ROOT / 'video_decode')
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorSpec:
+    """Everything needed to build the operator again in another process or on another machine.
+
+    `model_cfg`: an extra zoo record (a fine-tuned or test-sized model), as in `--model-cfg FILE.json`:
+    `{"name": ..., "base": <zoo name to start from>, <ModelCfg field>: value, ...}`.
+    `options`: further keyword arguments of the operator that change results (`num_crops`, `sampling`,
+    `precision`). `clip_batch`: videos per model forward (`op.batch`); 1 (`op(frames)` per video) keeps every
+    result independent of how videos are grouped.
+    """
+
+    model_name: str = DEFAULT_MODEL
+    weights: str | None = None
+    topk: int = 5
+    device: str | None = None
+    trust_checkpoint: bool = False
+    model_cfg: dict[str, Any] | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    clip_batch: int = 1
+
+    def __post_init__(self):
+        if self.weights is not None and '://' not in str(self.weights):
+            # Absolute, so that a resumed run from elsewhere and a Ray worker (another cwd) read the same file.
+            object.__setattr__(self, 'weights', os.path.abspath(os.path.expanduser(os.fspath(self.weights))))
+
+    def signature(self) -> dict[str, Any]:
+        """What determines the results (not the device or batching): a resumed run must match it."""
+        return {'model_name': self.model_name, 'weights': self.weights, 'topk': self.topk,
+                'model_cfg': self.model_cfg, 'options': dict(sorted(self.options.items()))}
+
+
+def read_model_cfg(path: str | Path) -> dict[str, Any]:
+    with open(path, encoding='utf-8') as f:
+        record = json.load(f)
+    if not isinstance(record, dict) or 'name' not in record:
+        raise ValueError(f'{path}: expected a JSON object with at least "name" (and "base" plus ModelCfg fields)')
+    labels = record.get('labels_file')
+    if isinstance(labels, str) and not os.path.isabs(labels):
+        beside = os.path.join(os.path.dirname(os.path.abspath(path)), labels)
+        if os.path.isfile(beside):  # else a label list shipped with the zoo (kinetics_400.json, ...)
+            record['labels_file'] = beside
+    return record
+
+
+def register_model_cfg(record: dict[str, Any]):
+    """Add `record` to the zoo: the `base` record with the given fields replaced."""
+    zoo = operator_package().zoo
+    fields = {f.name for f in dataclasses.fields(zoo.ModelCfg)}
+    overrides = {k: v for k, v in record.items() if k != 'base'}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f'model config has unknown fields {unknown}; known: {sorted(fields)}')
+    for key in ('mean', 'std'):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
+    base = zoo.get_cfg(record.get('base', DEFAULT_MODEL))
+    return zoo.register_model(dataclasses.replace(base, **overrides))
+
+
+def build_operator(spec: OperatorSpec):
+    """The operator for `spec`; raises the operator's own errors (e.g. `WeightsUnavailableError`) unchanged."""
+    package = operator_package()
+    if spec.model_cfg is not None:
+        register_model_cfg(spec.model_cfg)
+    return package.timesformer(model_name=spec.model_name, topk=spec.topk, weights=spec.weights,
+                               device=spec.device, trust_checkpoint=spec.trust_checkpoint, **spec.options)
+
+
+def build_decoder():
+    """Lazy decoding (no sampling): the operator picks its frames with `take`, so only those are decoded."""
+    return decoder_package().VideoDecoder()
+
+
+def save_random_weights(path: str | Path, model_name: str = DEFAULT_MODEL, model_cfg: dict[str, Any] | None = None,
+                        seed: int = 0) -> Path:
+    """A randomly initialised checkpoint (plain state dict) of the model's exact shape: for trying the pipeline
+    and measuring speed where the released weights cannot be downloaded. Its predictions mean nothing."""
+    import torch
+
+    package = operator_package()
+    if model_cfg is not None:
+        register_model_cfg(model_cfg)
+    cfg = package.zoo.get_cfg(model_name)
+    torch.manual_seed(seed)
+    model = package.model.TimeSformer(num_classes=cfg.num_classes, num_frames=cfg.num_frames,
+                                      img_size=cfg.image_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
+                                      depth=cfg.depth, num_heads=cfg.num_heads)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.partial')
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,147 @@
+"""Scale-out on Ray Data: the inputs as a dataset of paths, `map_batches` over an actor pool of operator replicas.
+
+Each replica (`_Replica`) builds the operator once from the `OperatorSpec` and turns a batch of paths into a
+batch of result rows, the same rows the local engine makes. The driver consumes the results as they stream in
+and writes them through the same `ResultStore`, so resuming, chunking and the output schema do not depend on the
+engine.
+
+Code shipping: the workers get this checkout's operator, decoder and `jobs` code (and nothing else: no videos,
+no virtualenv) as the Ray `working_dir`, so a cluster on other machines needs only the same Python packages
+installed. Video paths must be readable on every node (shared storage) or be URLs; so must `--weights`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .operators import ROOT, OperatorSpec
+
+_SHIP_SUFFIXES = ('.py', '.json')  # modules, and the label lists the zoo reads
+_QUIET = 'ignore:pkg_resources is deprecated:UserWarning'  # towhee's import, once per replica
+
+
+class ReplicaStartError(RuntimeError):
+    """A replica could not build the operator (e.g. weights missing on that node); a job error, not a video's."""
+
+
+class _Replica:
+    """One model replica in the actor pool (Ray constructs it on a worker with `spec`)."""
+
+    def __init__(self, spec: OperatorSpec):
+        from .indexer import Indexer
+
+        try:
+            self.indexer = Indexer(spec)
+        except Exception as e:  # noqa: BLE001 - reported once by the driver, see _replica_error
+            import socket
+
+            raise ReplicaStartError(f'on {socket.gethostname()}: {type(e).__name__}: {e}') from None
+
+    def __call__(self, batch: dict[str, Any]):
+        from .results import rows_to_table
+
+        rows = self.indexer.process_many([str(p) for p in batch['path']])
+        return rows_to_table(rows, self.indexer.dim)
+
+
+def _code_files():
+    """The checkout's top-level modules and data, and every package below it (`video_decode/`, `jobs/`, ...)."""
+    for path in ROOT.iterdir():
+        if path.is_file() and path.suffix in _SHIP_SUFFIXES:
+            yield path
+        elif path.is_dir() and not path.name.startswith('.') and (path / '__init__.py').is_file():
+            yield from (p for p in path.rglob('*') if p.is_file() and p.suffix in _SHIP_SUFFIXES
+                        and '__pycache__' not in p.parts)
+
+
+def _stage_code() -> str:
+    """A temporary copy of only the code workers import; Ray uploads it as the job's `working_dir`."""
+    stage = Path(tempfile.mkdtemp(prefix='timesformer-ray-'))
+    for src in _code_files():
+        dst = stage / src.relative_to(ROOT)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    return str(stage)
+
+
+class RayEngine:
+    """Starts (or joins, with `address`) a Ray cluster; `run(paths)` yields lists of result rows as they finish.
+
+    `workers`: replicas in the actor pool. `cpus_per_worker`: CPU cores reserved per replica (and torch threads
+    it uses). `gpus_per_worker`: None means 1 when the cluster has GPUs, else 0. `batch_size`: videos per
+    `map_batches` call. When Ray is already initialized (by the caller), it is used as it is: its runtime_env must
+    then make this checkout importable on the workers (`working_dir`), as `__enter__` otherwise does.
+    """
+
+    def __init__(self, spec: OperatorSpec, workers: int = 2, address: str | None = None,
+                 cpus_per_worker: float = 1, gpus_per_worker: float | None = None, batch_size: int = 1):
+        if workers < 1 or batch_size < 1:
+            raise ValueError(f'workers and batch_size must be at least 1, got {workers} and {batch_size}')
+        self.spec, self.workers, self.address = spec, workers, address
+        self.cpus_per_worker, self.gpus_per_worker, self.batch_size = cpus_per_worker, gpus_per_worker, batch_size
+        self._started = False
+
+    def __enter__(self) -> RayEngine:
+        import ray
+
+        if not ray.is_initialized():
+            stage = _stage_code()
+            try:
+                # address None: RAY_ADDRESS if set (e.g. under `ray job submit`), else a new local cluster.
+                runtime_env = {'working_dir': stage, 'env_vars': {'PYTHONWARNINGS': _QUIET}}
+                ray.init(address=self.address, runtime_env=runtime_env, include_dashboard=False,
+                         logging_level=logging.WARNING, log_to_driver=True)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)  # uploaded by init
+            self._started = True
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the job shows its own
+        context.print_on_execution_start = False
+        logging.getLogger('ray.data').setLevel(logging.WARNING)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    def run(self, paths: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+        import ray
+
+        from .results import table_to_rows
+
+        if not paths:
+            return
+        gpus = self.gpus_per_worker
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get('GPU', 0) >= 1 else 0
+        blocks = min(len(paths), max(self.workers, math.ceil(len(paths) / self.batch_size)), 10_000)
+        dataset = ray.data.from_items([{'path': p} for p in paths], override_num_blocks=blocks)
+        results = dataset.map_batches(
+            _Replica, fn_constructor_kwargs={'spec': self.spec}, batch_size=self.batch_size,
+            batch_format='numpy', compute=ray.data.ActorPoolStrategy(size=self.workers),
+            num_cpus=self.cpus_per_worker, num_gpus=gpus)
+        try:
+            for table in results.iter_batches(batch_size=None, batch_format='pyarrow', prefetch_batches=0):
+                yield table_to_rows(table)
+        except ray.exceptions.RayError as e:
+            message = _replica_error(e)
+            if message is None:
+                raise
+            raise ReplicaStartError(f'a Ray replica could not load the model {message}') from None
+
+
+def _replica_error(error: Exception) -> str | None:
+    """Our message out of Ray's wrapping (Ray hands the driver only the remote traceback's text)."""
+    text = str(error)
+    marker = f'{ReplicaStartError.__name__}: '
+    at = text.rfind(marker)
+    return text[at + len(marker):].strip() if at >= 0 else None

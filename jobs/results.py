@@ -1,0 +1,282 @@
+"""The job's output: one row per video, written in atomic chunks so that a killed run loses nothing and redoes nothing.
+
+In-progress state lives in the sidecar directory `<out>.parts/` beside the output file:
+
+    results.parquet.parts/
+        job.json              what determines the results (model, weights, top-k); a resumed run must match it
+        lock                  held (flock) by the running job: a second job on the same output is refused
+        chunk-000001.parquet  finished rows; each written as .tmp-*, fsynced, renamed, directory fsynced
+        .tmp-*                a write cut off by a kill; deleted by the next run
+
+A row is done once it is in the final output or in a chunk. At the end the final file is assembled from the
+previous output (if any) and the chunks, written to a temporary name in the sidecar, fsynced and renamed over
+`--out`; then the sidecar is removed. A path appears once: a later result for a path replaces an earlier one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMATS = ('parquet', 'jsonl')
+COLUMNS = ('path', 'model', 'duration', 'labels', 'scores', 'feature', 'decode_s', 'model_s', 'error')
+_META_KEY = b'timesformer.job'
+
+
+class JobStateError(RuntimeError):
+    """The output or its sidecar cannot be resumed as asked (other settings, another job holds it, ...)."""
+
+
+def schema(dim: int) -> pa.Schema:
+    """`feature` is a fixed-size list so that every row's embedding has the model's dimension (768 for ViT-B)."""
+    return pa.schema([
+        pa.field('path', pa.string(), nullable=False),
+        pa.field('model', pa.string()),
+        pa.field('duration', pa.float64()),  # seconds
+        pa.field('labels', pa.list_(pa.string())),  # top-k, best first
+        pa.field('scores', pa.list_(pa.float32())),  # softmax probabilities of `labels`
+        pa.field('feature', pa.list_(pa.float32(), dim)),
+        pa.field('decode_s', pa.float64()),  # open + decode + preprocess
+        pa.field('model_s', pa.float64()),  # model forward (a share of it when clips are batched)
+        pa.field('error', pa.string()),  # null when the video was processed
+    ])
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]], dim: int, metadata: dict | None = None) -> pa.Table:
+    columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
+    columns['feature'] = [None if f is None else np.asarray(f, np.float32) for f in columns['feature']]
+    sch = schema(dim)
+    if metadata:
+        sch = sch.with_metadata({_META_KEY: json.dumps(metadata).encode()})
+    return pa.Table.from_pydict(columns, schema=sch)
+
+
+def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
+    rows = table.select(list(COLUMNS)).to_pylist()
+    for row in rows:
+        if row['feature'] is not None:
+            row['feature'] = np.asarray(row['feature'], np.float32)
+    return rows
+
+
+def feature_dim(table: pa.Table) -> int:
+    return table.schema.field('feature').type.list_size
+
+
+def format_for(out: str | Path, fmt: str | None = None) -> str:
+    """`fmt` when given, else from the extension (`.jsonl`/`.json` -> jsonl), else Parquet."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ValueError(f'unknown format {fmt!r}; expected one of {FORMATS}')
+        return fmt
+    return 'jsonl' if Path(out).suffix.lower() in ('.jsonl', '.json', '.ndjson') else 'parquet'
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, 'rb') as f:
+        os.fsync(f.fileno())
+
+
+def _write_jsonl(rows: Iterable[dict[str, Any]], path: Path) -> None:
+    with open(path, 'w', encoding='utf-8') as f:
+        for row in rows:
+            row = dict(row)
+            if row['feature'] is not None:
+                row['feature'] = np.asarray(row['feature'], np.float32).tolist()
+            if row['scores'] is not None:
+                row['scores'] = [float(s) for s in row['scores']]
+            f.write(json.dumps(row, ensure_ascii=False) + '\n')
+
+
+def read_output(path: str | Path, fmt: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a finished output file (Parquet or JSONL), features as float32 arrays."""
+    path = Path(path)
+    if format_for(path, fmt) == 'parquet':
+        return table_to_rows(pq.read_table(path))
+    rows = []
+    with open(path, encoding='utf-8') as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise JobStateError(f'{path} line {number} is not JSON ({e}); is it a results file?') from None
+            row = {name: row.get(name) for name in COLUMNS}
+            if row['feature'] is not None:
+                row['feature'] = np.asarray(row['feature'], np.float32)
+            if row['scores'] is not None:
+                row['scores'] = [float(np.float32(s)) for s in row['scores']]
+            rows.append(row)
+    return rows
+
+
+class ResultStore:
+    """The output file plus its sidecar: what is done, atomic chunk writes, and the final assembly.
+
+    Use as a context manager (it holds the lock while open).
+    """
+
+    def __init__(self, out: str | Path, dim: int, signature: dict[str, Any], fmt: str | None = None,
+                 overwrite: bool = False):
+        self.out = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
+        self.fmt = format_for(self.out, fmt)
+        self.parts = self.out.with_name(self.out.name + '.parts')
+        self.dim = dim
+        self.signature = signature
+        self.overwrite = overwrite
+        self._lock_file = None
+        self._previous: list[dict[str, Any]] = []  # rows of an existing final output
+        self._chunks: list[Path] = []
+
+    # -- opening ---------------------------------------------------------------------------------------------
+    def __enter__(self) -> ResultStore:
+        if self.out.is_dir():
+            raise JobStateError(f'--out {self.out} is a directory; give a file name such as results.parquet')
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.parts.mkdir(exist_ok=True)
+        self._lock()
+        try:
+            if self.overwrite:
+                self._clear()
+            for stale in self.parts.glob('.tmp-*'):
+                stale.unlink()  # a write cut off by a kill: its rows were never done
+            self._check_job()
+            self._chunks = sorted(self.parts.glob('chunk-*.parquet'))
+            if self.out.exists():
+                self._previous = read_output(self.out, self.fmt)
+                self._check_previous()
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._unlock()
+
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no protection against two jobs on one output
+            return
+        self._lock_file = open(self.parts / 'lock', 'a+')  # noqa: SIM115 - held until __exit__
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise JobStateError(f'another job is writing {self.out} (it holds {self.parts / "lock"}); '
+                                f'wait for it or stop it first') from None
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the flock
+            self._lock_file = None
+
+    def _clear(self) -> None:
+        for child in self.parts.iterdir():
+            if child.name != 'lock':
+                child.unlink()
+        if self.out.exists():
+            self.out.unlink()
+
+    def _check_job(self) -> None:
+        job = self.parts / 'job.json'
+        current = json.loads(json.dumps({'signature': self.signature, 'format': self.fmt, 'dim': self.dim}))
+        if job.exists():
+            saved = json.loads(job.read_text())
+            if saved != current:
+                raise JobStateError(
+                    f'{self.parts} holds an unfinished job with other settings:\n  saved:   {json.dumps(saved)}\n'
+                    f'  current: {json.dumps(current)}\nRe-run with the saved settings to finish it, or pass '
+                    f'--overwrite to discard it (and {self.out.name}), or choose another --out.')
+        else:
+            self._atomic_write(job, lambda tmp: tmp.write_text(json.dumps(current, indent=1)))
+
+    def _check_previous(self) -> None:
+        model = self.signature.get('model_name')
+        for row in self._previous:
+            if row['model'] != model or (row['feature'] is not None and len(row['feature']) != self.dim):
+                raise JobStateError(
+                    f'{self.out} holds results of model {row["model"]!r} ({row["path"]}); this run uses {model!r}. '
+                    f'Pass --overwrite to replace the file, or choose another --out.')
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """All results so far, a path once (later results win): previous output, then chunks in write order."""
+        by_path: dict[str, dict[str, Any]] = {}
+        for row in self._previous:
+            by_path[row['path']] = row
+        for chunk in self._chunks:
+            try:
+                table = pq.read_table(chunk)
+            except Exception as e:  # noqa: BLE001 - renamed into place complete, so this is outside damage
+                raise JobStateError(f'cannot read {chunk} ({e}); delete it to redo its videos') from e
+            for row in table_to_rows(table):
+                by_path.pop(row['path'], None)  # re-insert: keeps write order for rows that are replaced
+                by_path[row['path']] = row
+        return list(by_path.values())
+
+    def done(self, retry_failed: bool = False) -> set[str]:
+        return {row['path'] for row in self.rows() if not (retry_failed and row['error'] is not None)}
+
+    @property
+    def has_pending_chunks(self) -> bool:
+        return bool(self._chunks)
+
+    # -- writing ---------------------------------------------------------------------------------------------
+    def _atomic_write(self, dst: Path, write) -> None:
+        """`write(tmp)` a temporary file in the sidecar, fsync it, rename it to `dst`, fsync the directory."""
+        tmp = self.parts / f'.tmp-{uuid.uuid4().hex}'
+        try:
+            write(tmp)
+            _fsync_file(tmp)
+            os.replace(tmp, dst)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        _fsync_dir(dst.parent)
+
+    def write_chunk(self, rows: Sequence[dict[str, Any]]) -> Path | None:
+        if not rows:
+            return None
+        number = int(self._chunks[-1].stem.split('-')[1]) + 1 if self._chunks else 1
+        path = self.parts / f'chunk-{number:06d}.parquet'
+        table = rows_to_table(rows, self.dim)
+        self._atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        self._chunks.append(path)
+        return path
+
+    def finish(self, order: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Write the final output (rows of `order` first, in that order, then any earlier ones) and drop the
+        sidecar. Returns the rows written."""
+        rows = self.rows()
+        rank = {path: i for i, path in enumerate(order)}
+        rows.sort(key=lambda row: rank.get(row['path'], len(rank)))  # stable: earlier rows keep their order
+        if self._chunks or not self.out.exists():
+            if self.fmt == 'parquet':
+                table = rows_to_table(rows, self.dim, metadata=self.signature)
+                self._atomic_write(self.out, lambda tmp: pq.write_table(table, tmp, row_group_size=4096))
+            else:
+                self._atomic_write(self.out, lambda tmp: _write_jsonl(rows, tmp))
+        self._unlock()
+        shutil.rmtree(self.parts, ignore_errors=True)
+        return rows

@@ -1,0 +1,171 @@
+"""The `index` job: inputs -> (local or Ray) engine -> atomic chunks -> final output -> optionally Milvus.
+
+Resuming is the default: whatever the output or its sidecar already holds is skipped, so re-running the same
+command after a crash or a kill finishes the rest, and re-running it with new videos adds only those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from .indexer import Indexer
+from .inputs import expand
+from .operators import OperatorSpec, build_operator
+from .results import ResultStore
+
+ENGINES = ('local', 'ray')
+# tqdm's default turns a rate under 1/s into s/video; videos/s reads the same at every speed.
+_BAR = '{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]'
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class IndexSummary:
+    out: str
+    total: int  # inputs of this run
+    skipped: int  # already done before this run
+    processed: int  # done by this run
+    failed: int  # of those, recorded with an error
+    wall_s: float  # whole run: model load, engine start, processing, final write, Milvus
+    arrivals: list[float]  # seconds from the start at which each result reached the driver
+    milvus: tuple[int, int] | None = None  # (upserted, deleted)
+
+    @property
+    def videos_per_s(self) -> float:
+        """Throughput over the whole run."""
+        return self.processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def first_result_s(self) -> float | None:
+        """Start-up cost: from the start until the first result arrived."""
+        return self.arrivals[0] if self.arrivals else None
+
+    def steady_videos_per_s(self, replicas: int = 1) -> float | None:
+        """Throughput once every replica is busy: results after the first `replicas` ones, per second after it."""
+        if len(self.arrivals) <= replicas:
+            return None
+        elapsed = self.arrivals[-1] - self.arrivals[replicas - 1]
+        return (len(self.arrivals) - replicas) / elapsed if elapsed > 0 else None
+
+
+def _require(needed: bool, module: str, message: str) -> None:
+    import importlib.util
+
+    if needed and importlib.util.find_spec(module.split('.')[0]) is None:
+        raise ValueError(message)
+
+
+def _local(indexer: Indexer, paths: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+    size = max(1, indexer.spec.clip_batch)
+    for start in range(0, len(paths), size):
+        yield indexer.process_many(paths[start:start + size])
+
+
+def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None, *, fmt: str | None = None,
+              engine: str = 'local', workers: int = 2, ray_address: str | None = None,
+              cpus_per_worker: float = 1, gpus_per_worker: float | None = None, batch_size: int = 1,
+              chunk_size: int = 32, chunk_seconds: float = 60.0, milvus: str | None = None,
+              collection: str = 'videos', milvus_token: str | None = None, retry_failed: bool = False,
+              overwrite: bool = False, progress: bool = True,
+              log: Callable[[str], None] = _stderr) -> IndexSummary:
+    """Classify and embed every video named by `inputs` into `out` (see the CLI's `index --help`).
+
+    Errors of the job itself (no inputs, weights unavailable, a bad checkpoint, an output held by another job)
+    raise; a video that fails is a row with its `error`.
+    """
+    spec = spec or OperatorSpec()
+    if engine not in ENGINES:
+        raise ValueError(f'unknown engine {engine!r}; expected one of {ENGINES}')
+    if chunk_size < 1:
+        raise ValueError(f'chunk_size must be at least 1, got {chunk_size}')
+    _require(engine == 'ray', 'ray.data', "--engine ray needs Ray Data: pip install 'ray[data]'")
+    if milvus is not None:
+        from .milvus_store import resolve_uri
+
+        milvus = resolve_uri(milvus)  # a bad URI fails now, not after the whole collection
+        _require('://' not in milvus, 'milvus_lite', 'a Milvus Lite .db needs: pip install pymilvus milvus-lite')
+        _require(True, 'pymilvus', '--milvus needs: pip install pymilvus')
+    started = time.perf_counter()
+    paths = expand(inputs, warn=lambda message: log(f'warning: {message}'))
+    if not paths:
+        raise ValueError('no videos to process: the inputs name no video files')
+    op = build_operator(spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
+    dim = op.cfg.embed_dim
+    if milvus is not None:
+        from .milvus_store import MilvusStore
+
+        with MilvusStore(milvus, collection, milvus_token) as index:
+            index.check_compatible(spec.model_name, dim)
+    arrivals: list[float] = []
+    processed = failed = 0
+    with ResultStore(out, dim, spec.signature(), fmt=fmt, overwrite=overwrite) as store:
+        done = store.done(retry_failed)
+        todo = [p for p in paths if p not in done]
+        if len(todo) < len(paths):
+            log(f'resuming: {len(paths) - len(todo)} of {len(paths)} videos already done in {store.out} '
+                f'or {store.parts}')
+        buffer: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        with contextlib.ExitStack() as stack:  # closes the bar, then Ray
+            if not todo:
+                batches = iter(())  # nothing to start Ray for
+            elif engine == 'ray':
+                from .ray_engine import RayEngine
+
+                del op  # the replicas load their own
+                ray = stack.enter_context(RayEngine(spec, workers=workers, address=ray_address,
+                                                    cpus_per_worker=cpus_per_worker,
+                                                    gpus_per_worker=gpus_per_worker, batch_size=batch_size))
+                batches = ray.run(todo)
+            else:
+                batches = _local(Indexer(spec, op), todo)
+            from tqdm import tqdm
+
+            bar = stack.enter_context(tqdm(total=len(paths), initial=len(paths) - len(todo), unit=' videos',
+                                           disable=not progress, dynamic_ncols=True, smoothing=0.1,
+                                           file=sys.stderr, bar_format=_BAR))
+            flushed = time.monotonic()
+            try:
+                for rows in batches:
+                    rows = [row for row in rows if row['path'] not in seen]  # a retried Ray task may repeat rows
+                    seen.update(row['path'] for row in rows)
+                    arrivals.extend([time.perf_counter() - started] * len(rows))
+                    processed += len(rows)
+                    failed += sum(row['error'] is not None for row in rows)
+                    buffer.extend(rows)
+                    bar.update(len(rows))
+                    bar.set_postfix(failed=failed, refresh=False)
+                    if len(buffer) >= chunk_size or time.monotonic() - flushed >= chunk_seconds:
+                        store.write_chunk(buffer)
+                        buffer, flushed = [], time.monotonic()
+            finally:
+                store.write_chunk(buffer)  # keep what finished, also on Ctrl-C or an engine failure
+        rows = store.finish(order=paths)
+    summary = IndexSummary(out=str(store.out), total=len(paths), skipped=len(paths) - len(todo),
+                           processed=processed, failed=failed, wall_s=0.0, arrivals=arrivals)
+    if milvus is not None:
+        from .milvus_store import MilvusStore
+
+        with MilvusStore(milvus, collection, milvus_token) as index:
+            summary.milvus = index.sync(rows, spec.model_name, dim)
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+def embed(video: str, spec: OperatorSpec | None = None) -> dict[str, Any]:
+    """The result row of one video (for a search query); raises if the video cannot be processed."""
+    paths = expand([video])
+    if len(paths) != 1:
+        raise ValueError(f'the query must be one video; {video} names {len(paths)}')
+    row = Indexer(spec or OperatorSpec())(paths[0])
+    if row['error'] is not None:
+        raise RuntimeError(f'cannot embed {video}: {row["error"]}')
+    return row
