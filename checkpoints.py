@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import pickle
 import re
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -75,6 +78,13 @@ def checkpoint_filter_fn(checkpoint: dict) -> tuple[dict[str, torch.Tensor], str
         sd, fmt = checkpoint['model'], 'towhee-models checkpoint (model)'
     else:
         sd, fmt = checkpoint, 'plain state dict'
+    if not isinstance(sd, dict):
+        raise CheckpointError(f'not a state dict ({fmt}): it holds a {type(sd).__name__} where parameter names '
+                              f'mapped to tensors were expected')
+    bad = [k for k, v in sd.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise CheckpointError(f'not a state dict ({fmt}): expected parameter names mapped to tensors; {len(bad)} '
+                              f'entries are not, e.g. {bad[0]!r} -> {type(sd[bad[0]]).__name__}')
     sd = _strip(_strip(sd, 'module.'), 'model.')
     if any(k.startswith(('timesformer.', 'classifier.')) for k in sd):
         sd, fmt = {_hf_to_original(k): v for k, v in sd.items()}, 'HF transformers (TimesformerForVideoClassification)'
@@ -91,7 +101,7 @@ def _torch_load(path: Path, trust_checkpoint: bool) -> dict:
     except pickle.UnpicklingError as e:
         if 'Weights only load failed' not in str(e):
             raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({str(e).splitlines()[0]})') from e
-        if not trust_checkpoint:
+        if trust_checkpoint is not True:  # only True opts in, not a truthy value such as the string 'false'
             raise CheckpointError(
                 f'{path} holds Python objects besides tensors, and reading them runs code from the file, so it '
                 f'was not loaded. If you trust this file, pass trust_checkpoint=True to load it with '
@@ -127,7 +137,10 @@ def load_checkpoint(path: str | os.PathLike, trust_checkpoint: bool = False) -> 
     raw = _load_safetensors(path) if path.suffix == '.safetensors' else _torch_load(path, trust_checkpoint)
     if not isinstance(raw, dict):
         raise CheckpointError(f'{path} holds a {type(raw).__name__}, not a state dict or checkpoint dict')
-    return checkpoint_filter_fn(raw)
+    try:
+        return checkpoint_filter_fn(raw)
+    except CheckpointError as e:
+        raise CheckpointError(f'{path} is {e}') from None
 
 
 def _preview(keys) -> str:
@@ -180,6 +193,19 @@ def _verify_archive(path: Path) -> None:
                           '(truncated download?)')
 
 
+# A download's temporary file untouched this long was left by a killed process (SIGKILL skips the clean-up below).
+STALE_PARTIAL_S = 3600
+
+
+def remove_stale_partials(dst: Path) -> None:
+    """Delete the temporary files (`<name>.<hex>.partial`, torch's `....partial.<hex>.partial`) of killed downloads
+    of `dst`; those written to within STALE_PARTIAL_S may belong to a download running in another process."""
+    for partial in dst.parent.glob(f'{glob.escape(dst.name)}.*.partial'):
+        with contextlib.suppress(OSError):
+            if time.time() - partial.stat().st_mtime > STALE_PARTIAL_S:
+                partial.unlink()
+
+
 def download(url: str, dst: Path, sha256: str | None = None, progress: bool = True) -> Path:
     """Download to a temporary name beside `dst`, check hash and completeness, then rename: all or nothing."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +222,7 @@ def download(url: str, dst: Path, sha256: str | None = None, progress: bool = Tr
 def resolve_weights(cfg: ModelCfg, progress: bool = True) -> Path:
     """The release file from torch's hub cache, downloaded there first if missing."""
     dst = cache_path(cfg)
+    remove_stale_partials(dst)
     if dst.is_file():
         return dst
     url = weights_url(cfg)

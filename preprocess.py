@@ -64,20 +64,38 @@ def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     return size, int(math.floor(width / height * size))
 
 
-def clip_to_tensor(clip: torch.Tensor, size: int, mean, std, channel_order: str = 'RGB') -> torch.Tensor:
-    """uint8 `(T, H, W, 3)` RGB -> normalized float `(3, T, size, size)` in the model's channel order."""
-    if channel_order == 'BGR':
-        clip = clip.flip(-1)
-    x = clip.permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, H, W): frames are the batch for interpolate
-    t, _, h, w = x.shape
+def scale_short_side(clip: torch.Tensor, size: int, channel_order: str = 'RGB') -> torch.Tensor:
+    """uint8 `(T, H, W, 3)` RGB -> float `(T, 3, h, w)` in [0, 1], the model's channel order, short side `size`.
+
+    Frame by frame: only one full-size float frame exists at a time (8 frames of 8K video are 0.8 GB as uint8 but
+    3.2 GB as float32; converting the whole clip at once peaked at +4 GB RSS)."""
+    t, h, w = clip.shape[:3]
     new_h, new_w = short_side_size(h, w, size)
-    if (new_h, new_w) != (h, w):
-        x = F.interpolate(x, size=(new_h, new_w), mode='bilinear', align_corners=False)
-    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    scaled = torch.empty((t, 3, new_h, new_w), dtype=torch.float32)
+    for i, frame in enumerate(clip):  # (H, W, 3) uint8
+        if channel_order == 'BGR':
+            frame = frame.flip(-1)
+        x = frame.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)  # (1, 3, H, W)
+        if (new_h, new_w) != (h, w):
+            x = F.interpolate(x, size=(new_h, new_w), mode='bilinear', align_corners=False)
+        scaled[i] = x[0]
+    return scaled
+
+
+def crop_normalize(x: torch.Tensor, top: int, left: int, size: int, mean, std) -> torch.Tensor:
+    """One `size` square of a scaled `(T, 3, h, w)` clip, normalized, as the model's `(3, T, size, size)`."""
     x = x[:, :, top:top + size, left:left + size]
     mean = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
     return ((x - mean) / std).transpose(0, 1).contiguous()
+
+
+def clip_to_tensor(clip: torch.Tensor, size: int, mean, std, channel_order: str = 'RGB') -> torch.Tensor:
+    """uint8 `(T, H, W, 3)` RGB -> normalized float `(3, T, size, size)` in the model's channel order."""
+    x = scale_short_side(clip, size, channel_order)
+    new_h, new_w = x.shape[-2:]
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    return crop_normalize(x, top, left, size, mean, std)
 
 
 # PySlowFast's DATA.TARGET_FPS: a checkpoint's `sampling_rate` counts frames of a 30 fps video.

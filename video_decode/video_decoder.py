@@ -76,6 +76,8 @@ class VideoDecoder(PyOperator):
         if self._end is not None and self._start >= self._end:
             raise ValueError(f'start_time ({start_time}) must be less than end_time ({end_time})')
         self._sample_type, self._sample_arg = _check_sampling(sample_type, args)
+        if not _is_number(timeout) or timeout <= 0:
+            raise ValueError(f'timeout must be a positive, finite number of seconds, got {timeout!r}')
         self._timeout = timeout
 
     def __call__(self, path):
@@ -433,12 +435,16 @@ def _open(source, timeout):
         raise FileNotFoundError(errno.ENOENT, f'HTTP 404: {e.strerror}', source) from e
     except av.error.ExitError as e:
         raise TimeoutError(f'{source}: no data within {timeout} s') from e
+    except ConnectionError:  # PyAV's are also the built-in ConnectionRefusedError etc.: not 'not a video'
+        raise
     except av.error.FFmpegError as e:
         hint = 'it is not a video, or a truncated MP4 whose index (moov atom) is missing'
         raise NotAVideoError(f'{source}: FFmpeg cannot open it ({e.strerror}); {hint}') from e
 
 
 def _check_sampling(sample_type, args):
+    if args is not None and not isinstance(args, collections.abc.Mapping):
+        raise ValueError(f"args must be a dict such as {{'num_samples': 8}}, got {args!r}")
     args = {} if args is None else dict(args)
     if sample_type is None:
         if args:

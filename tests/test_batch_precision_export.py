@@ -1,0 +1,253 @@
+"""Batching, device selection, reduced precision and export (tiny model except where full-size equality matters).
+
+Nothing here needs a GPU: CUDA paths are checked for their errors and device resolution only; their speed and
+error are measured by benchmarks/model_speed.py.
+"""
+
+import contextvars
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from reference import hf_outputs, random_frames, reference_clip
+from towhee.types import VideoFrame
+
+from timesformer_op import timesformer
+from timesformer_op.timesformer import _check_precision, _cpu_has_native_bf16, _device
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope='module')
+def tiny_op(tiny_weights):
+    return timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
+
+
+def videos_of_different_sizes():
+    """Different lengths, sizes and orientations, one given as VideoFrames: preprocessing makes them equal."""
+    return [random_frames(30, 240, 320, seed=11),
+            [VideoFrame(f, mode='RGB') for f in random_frames(9, 90, 70, seed=12)],
+            random_frames(5, 64, 64, seed=13)]
+
+
+def assert_same_result(got, want, atol=TOL):
+    assert got[0] == want[0]
+    assert np.abs(np.array(got[1]) - np.array(want[1])).max() < atol
+    assert got[2].dtype == np.float32 and np.abs(got[2] - want[2]).max() < atol
+
+
+# --- batch -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('num_crops', [1, 3])
+def test_batch_equals_per_video_calls_within_1e4(tiny_weights, num_crops):
+    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu', num_crops=num_crops)
+    videos = videos_of_different_sizes()
+    results = op.batch(videos)
+    assert len(results) == len(videos)
+    for got, video in zip(results, videos):
+        assert_same_result(got, op(video))
+
+
+def test_batch_runs_one_forward_over_all_clips(tiny_op, monkeypatch):
+    calls = []
+    forward = tiny_op.forward
+    monkeypatch.setattr(tiny_op, 'forward', lambda clips: calls.append(clips.shape) or forward(clips))
+    tiny_op.batch(videos_of_different_sizes())
+    assert calls == [(3, 3, 8, 64, 64)]
+
+
+def test_full_size_batch_matches_hf_within_1e4(checkpoints, hf_model):
+    op = timesformer(weights=checkpoints['plain'], device='cpu')
+    videos = [random_frames(16, 240, 320, seed=21), random_frames(8, 360, 202, seed=22)]
+    for (labels, scores, features), video in zip(op.batch(videos), videos):
+        probs, hf_feature = hf_outputs(hf_model, reference_clip(video))
+        top = probs.topk(op.topk)
+        assert labels == [op.labels[i] for i in top.indices.tolist()]
+        assert np.abs(np.array(scores) - top.values.numpy()).max() < TOL
+        assert np.abs(features - hf_feature.numpy()).max() < TOL
+
+
+def test_batch_validates_each_video_as_a_call_does(tiny_op):
+    bad = random_frames(8, 64, 64)[..., :2]  # two channels
+    with pytest.raises(ValueError) as call_error:
+        tiny_op(bad)
+    with pytest.raises(ValueError, match=r'^video 1: ') as batch_error:
+        tiny_op.batch([random_frames(8, 64, 64), bad])
+    assert str(call_error.value) in str(batch_error.value)
+    with pytest.raises(TypeError, match=r'^video 0: '):
+        tiny_op.batch([[object()]])
+
+
+@pytest.mark.parametrize('videos, match', [
+    (random_frames(8, 64, 64), r'of shape \(8, 64, 64, 3\): for one video call op\(frames\)'),
+    ('video.mp4', 'must be a list of videos'),
+    (None, 'must be a list of videos'),
+])
+def test_batch_refuses_what_is_not_a_list_of_videos(tiny_op, videos, match):
+    with pytest.raises(TypeError, match=match):
+        tiny_op.batch(videos)
+
+
+def test_batch_of_nothing_and_of_a_5d_array(tiny_op):
+    assert tiny_op.batch([]) == []
+    stacked = np.stack([random_frames(8, 64, 80, seed=s) for s in range(2)])  # (2, T, H, W, 3)
+    for got, video in zip(tiny_op.batch(stacked), stacked):
+        assert_same_result(got, tiny_op(video))
+
+
+def test_batch_of_unequal_lengths_with_skip_preprocess_says_why(tiny_weights):
+    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu', skip_preprocess=True)
+    with pytest.raises(ValueError, match='same number of frames'):
+        op.batch([random_frames(8, 64, 64), random_frames(6, 64, 64)])
+
+
+# --- device ------------------------------------------------------------------------------------------------------
+
+def test_device_resolution(monkeypatch):
+    assert _device('cpu') == torch.device('cpu')
+    assert _device(-1) == torch.device('cpu')  # Towhee's "no device"
+    assert _device('cpu', node_device=0) == torch.device('cpu')  # an explicit device wins over the node's
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    assert _device(None, node_device=1) == torch.device('cuda', 1)
+    assert _device(None, node_device=-1) == torch.device('cuda')  # node default: CUDA when present
+    assert _device('cuda:1') == torch.device('cuda', 1)
+    assert _device(0) == torch.device('cuda', 0)
+    with pytest.raises(ValueError, match='has 2 CUDA device'):
+        _device('cuda:2')
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda'"):
+        _device('gpu0')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='only meaningful where CUDA is absent')
+def test_towhee_node_config_device_reaches_the_operator(tiny_weights):
+    """Towhee hands `config={'device': N}` to `Operator.__init__`; -1 (its default) runs on the CPU."""
+    from towhee import ops, pipe, register
+
+    from timesformer_op.timesformer import Timesformer
+
+    register(name='timesformer-test/node-device')(Timesformer)
+
+    def run(device):
+        op = ops.timesformer_test.node_device(model_name=TINY, weights=str(tiny_weights))
+        p = (pipe.input('frames').map('frames', ('labels', 'scores', 'features'), op, config={'device': device})
+             .output('labels'))
+        return p(random_frames(8, 64, 64)).get()[0]
+
+    assert len(run(-1)) == 5
+    # Towhee 1.1.3's set_runtime_config has no try/finally: an operator constructor that raises leaves the node's
+    # config={'device': 0} set in this thread's context, and every operator made here afterwards would ask for
+    # cuda:0. A copied context keeps that leak inside it.
+    with pytest.raises(RuntimeError, match=r"device cuda:0 was asked for by the Towhee node's config=\{'device': 0\}"):
+        contextvars.copy_context().run(run, 0)
+
+
+# --- precision ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('precision, device, match', [
+    ('int4', 'cpu', "precision must be one of 'fp32', 'bf16', 'fp16', 'int8'"),
+    ('FP32', 'cpu', 'precision must be one of'),
+    ('fp16', 'cpu', "'fp16' is slower than fp32 on the CPU"),
+    ('int8', 'cuda', "'int8' is dynamic quantization for the CPU"),
+    ('bf16', 'mps', "supported on 'cpu' and 'cuda'"),
+])
+def test_unsupported_precision_is_a_clear_error(precision, device, match):
+    with pytest.raises(ValueError, match=match):
+        _check_precision(precision, torch.device(device))
+
+
+def test_bad_precision_fails_at_construction(tiny_weights):
+    with pytest.raises(ValueError, match='precision must be one of'):
+        timesformer(model_name=TINY, weights=tiny_weights, device='cpu', precision='half')
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_refused(monkeypatch):
+    import sys
+
+    # `timesformer_op.timesformer` the attribute is the factory; the module is in sys.modules.
+    monkeypatch.setattr(sys.modules['timesformer_op.timesformer'], '_cpu_has_native_bf16', lambda: False)
+    with pytest.raises(ValueError, match='needs a CPU with AVX512-BF16 or AMX'):
+        _check_precision('bf16', torch.device('cpu'))
+
+
+def test_gpu_precisions_are_accepted_on_cuda():
+    for precision in ('fp32', 'bf16', 'fp16'):
+        assert _check_precision(precision, torch.device('cuda', 1)) == precision
+
+
+def _cosine(a, b):
+    return float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_int8_quantizes_every_linear_and_stays_close_to_fp32(tiny_weights, tiny_op):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu', precision='int8')
+    float_linears = sum(isinstance(m, torch.nn.Linear) for m in op.model.modules())
+    assert sum(isinstance(m, DynamicLinear) for m in op._runner.modules()) == float_linears == 7 * 2 + 1  # per block 7
+    assert not any(type(m) is torch.nn.Linear for m in op._runner.modules())
+    assert isinstance(op.model.head, torch.nn.Linear) and op.model.head.weight.dtype == torch.float32
+    for video in videos_of_different_sizes():
+        labels, scores, features = op(video)
+        ref = tiny_op(video)
+        assert features.dtype == np.float32 and _cosine(features, ref[2]) > 0.99
+        assert np.abs(np.array(scores) - np.array(ref[1])).max() < 1e-2
+
+
+@pytest.mark.skipif(not _cpu_has_native_bf16(), reason='this CPU has no native bf16')
+def test_bf16_on_a_cpu_with_native_bf16_stays_close_to_fp32(tiny_weights, tiny_op):
+    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu', precision='bf16')
+    video = random_frames(8, 64, 64, seed=3)
+    labels, scores, features = op(video)
+    assert features.dtype == np.float32 and _cosine(features, tiny_op(video)[2]) > 0.999
+
+
+# --- export ------------------------------------------------------------------------------------------------------
+
+def test_supported_formats_and_an_unknown_format(tiny_op, tmp_path):
+    assert tiny_op.supported_formats == ['onnx', 'torchscript']
+    with pytest.raises(ValueError, match='format must be one of onnx, torchscript'):
+        tiny_op.save_model('tensorrt', tmp_path / 'x')
+
+
+def _pytorch_outputs(op, clips):
+    with torch.inference_mode():
+        features = op.model.forward_features(clips)
+        return op.model.forward_head(features).numpy(), features.numpy()
+
+
+def test_onnx_export_runs_in_onnxruntime_equal_to_pytorch_within_1e4(tiny_op, tmp_path):
+    ort = pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    path = tiny_op.save_model('onnx', tmp_path / 'model.onnx')  # positional, as Towhee's Triton builder calls it
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    assert [i.name for i in session.get_inputs()] == ['clips']
+    assert [o.name for o in session.get_outputs()] == ['logits', 'features']
+    assert session.get_inputs()[0].shape[0] == 'batch'  # dynamic batch axis
+    for batch in (1, 3):
+        clips = torch.randn(batch, 3, 8, 64, 64, generator=torch.Generator().manual_seed(batch))
+        logits, features = session.run(None, {'clips': clips.numpy()})
+        ref_logits, ref_features = _pytorch_outputs(tiny_op, clips)
+        assert logits.shape == (batch, 400) and features.shape == (batch, 48)
+        assert np.abs(logits - ref_logits).max() < TOL
+        assert np.abs(features - ref_features).max() < TOL
+
+
+@pytest.mark.filterwarnings('ignore:.*torch.jit.load.*deprecated:FutureWarning')
+def test_torchscript_export_equals_pytorch_within_1e4(tiny_op, tmp_path):
+    path = tiny_op.save_model(format='torchscript', path=tmp_path / 'model.pt')
+    scripted = torch.jit.load(str(path))
+    for shape in [(1, 3, 8, 64, 64), (3, 3, 8, 64, 64), (2, 3, 16, 80, 80)]:  # other frame counts and sizes too
+        clips = torch.randn(*shape, generator=torch.Generator().manual_seed(shape[0]))
+        with torch.inference_mode():
+            logits, features = scripted(clips)
+        ref_logits, ref_features = _pytorch_outputs(tiny_op, clips)
+        assert np.abs(logits.numpy() - ref_logits).max() < TOL
+        assert np.abs(features.numpy() - ref_features).max() < TOL
+
+
+def test_save_model_default_path_is_under_saved(tiny_op, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tiny_op.save_model('torchscript')
+    assert path.resolve() == (tmp_path / 'saved' / 'torchscript' / f'{TINY}.pt').resolve() and path.is_file()
