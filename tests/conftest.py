@@ -12,7 +12,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / 'shared' / 'reference'
+# The original -> HF key table (a copy of shared/reference/original_to_hf_keys.tsv, so a plain clone runs the tests).
+KEY_TABLE = Path(__file__).resolve().parent / 'data' / 'original_to_hf_keys.tsv'
 sys.path.insert(0, str(ROOT / 'scripts'))
 
 
@@ -32,9 +33,9 @@ _load_package('timesformer_op', ROOT)
 
 
 def hf_to_original_keys() -> dict[str, str]:
-    """HF name -> original release name, from the reference table in shared/ (independent of checkpoints.py)."""
+    """HF name -> original release name, from the reference key table (independent of checkpoints.py)."""
     table = {}
-    for line in (SHARED / 'original_to_hf_keys.tsv').read_text().splitlines():
+    for line in KEY_TABLE.read_text().splitlines():
         if '\t->\t' in line:
             original, hf = line.split('\t->\t')
             table[hf] = original
