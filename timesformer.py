@@ -174,6 +174,7 @@ class Timesformer(NNOperator):
         self.device = _device(device, getattr(self, '_device_id', -1))
         self.precision = _check_precision(precision, self.device)
         self.model = load_model(self.cfg, weights, self.device, trust_checkpoint)
+        self.model.fold_temporal_projections()  # one matmul where the original has two: model.py
         # int8 runs a quantized copy; `model` stays float32 for export and for summing the crops' logits.
         self._runner = quantize_int8(self.model) if precision == 'int8' else self.model
 

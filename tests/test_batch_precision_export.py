@@ -102,6 +102,24 @@ def test_batch_of_unequal_lengths_with_skip_preprocess_says_why(tiny_weights):
         op.batch([random_frames(8, 64, 64), random_frames(6, 64, 64)])
 
 
+# --- the folded temporal projection (model.py) --------------------------------------------------------------------
+
+def test_folded_temporal_projection_changes_neither_outputs_nor_saved_weights(tiny_op):
+    model = tiny_op.model
+    assert all(block.temporal_out_weight is not None for block in model.blocks)  # the operator folds at load
+    assert not any('temporal_out' in key for key in model.state_dict())  # checkpoints keep the original names
+    clips = torch.randn(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        folded = model(clips)
+        for block in model.blocks:
+            block.unfold_temporal_projection()
+        try:
+            unfolded = model(clips)
+        finally:
+            model.fold_temporal_projections()
+    assert (folded - unfolded).abs().max() < 1e-5
+
+
 # --- device ------------------------------------------------------------------------------------------------------
 
 def test_device_resolution(monkeypatch):
