@@ -15,7 +15,6 @@ Every measurement runs in a fresh child process, so its peak RSS (`ru_maxrss`) i
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -50,14 +49,10 @@ def original_estimate_gb(seconds):
 
 def load_package(name, directory):
     """Load an operator package as Towhee's hub loader does."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, directory / '__init__.py',
-                                                  submodule_search_locations=[str(directory)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(REPO / 'scripts'))
+    from checkout import load_package as load
+
+    return load(name, directory)
 
 
 def to_clip(frames):

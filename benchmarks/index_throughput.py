@@ -34,12 +34,10 @@ TINY = {'name': 'timesformer_tiny_bench', 'base': 'timesformer_k400_8x224', 'ima
 
 
 def load_jobs():
-    if 'jobs' not in sys.modules:
-        spec = importlib.util.spec_from_file_location('jobs', ROOT / 'jobs' / '__init__.py',
-                                                      submodule_search_locations=[str(ROOT / 'jobs')])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules['jobs'] = module
-        spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / 'scripts'))
+    from checkout import load_package
+
+    load_package('jobs', ROOT / 'jobs')
     return importlib.import_module('jobs.runner'), importlib.import_module('jobs.operators')
 
 

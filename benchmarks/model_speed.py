@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -37,14 +36,10 @@ NUM_FRAMES, IMAGE_SIZE = 8, 224
 
 def load_operator_package():
     """The repository root is the operator package; import it as `timesformer_op`, as the tests do."""
-    if 'timesformer_op' in sys.modules:
-        return sys.modules['timesformer_op']
-    spec = importlib.util.spec_from_file_location('timesformer_op', ROOT / '__init__.py',
-                                                  submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['timesformer_op'] = module
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(ROOT / 'scripts'))
+    from checkout import load_package
+
+    return load_package('timesformer_op', ROOT)
 
 
 def make_hf_model(seed: int = 0):

@@ -16,12 +16,10 @@ JOBS = Path(__file__).resolve().parents[1] / 'jobs'
 
 
 def _load_jobs():
-    if 'jobs' not in sys.modules:
-        spec = importlib.util.spec_from_file_location('jobs', JOBS / '__init__.py',
-                                                      submodule_search_locations=[str(JOBS)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules['jobs'] = module
-        spec.loader.exec_module(module)
+    sys.path.insert(0, str(JOBS.parent / 'scripts'))
+    from checkout import load_package
+
+    load_package('jobs', JOBS)
     return importlib.import_module('jobs.cli')
 
 

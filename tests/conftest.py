@@ -4,7 +4,6 @@ The reference is HF transformers' `TimesformerForVideoClassification`, an implem
 Every parameter is perturbed because HF's init leaves some at zero, and a zero hides bugs.
 """
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -15,21 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # The original -> HF key table (a copy of shared/reference/original_to_hf_keys.tsv, so a plain clone runs the tests).
 KEY_TABLE = Path(__file__).resolve().parent / 'data' / 'original_to_hf_keys.tsv'
 sys.path.insert(0, str(ROOT / 'scripts'))
-
-
-def _load_package(name: str, directory: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, directory / '__init__.py',
-                                                  submodule_search_locations=[str(directory)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from checkout import load_package  # noqa: E402
 
 # Importable as `timesformer_op` (and its modules as `timesformer_op.model`, ...) from every test.
-_load_package('timesformer_op', ROOT)
+load_package('timesformer_op', ROOT)
 
 
 def hf_to_original_keys() -> dict[str, str]:

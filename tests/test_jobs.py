@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from checkout import load_package
 from conftest import ROOT, TINY
 from make_video import make_video
 
@@ -27,16 +28,7 @@ SLOW_CFG = {'name': 'timesformer_slow_test', 'base': 'timesformer_k400_8x224', '
 COMPARED = ('path', 'model', 'duration', 'labels', 'scores', 'error')  # all but the timings
 
 
-def _load_jobs():
-    if 'jobs' not in sys.modules:
-        spec = importlib.util.spec_from_file_location('jobs', ROOT / 'jobs' / '__init__.py',
-                                                      submodule_search_locations=[str(ROOT / 'jobs')])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules['jobs'] = module
-        spec.loader.exec_module(module)
-
-
-_load_jobs()
+load_package('jobs', ROOT / 'jobs')
 inputs = importlib.import_module('jobs.inputs')
 results = importlib.import_module('jobs.results')
 runner = importlib.import_module('jobs.runner')
