@@ -19,7 +19,8 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY, _load_package
+from checkout import load_package
+from conftest import ROOT, TINY
 from make_video import make_video
 from towhee.types import VideoFrame
 
@@ -74,7 +75,7 @@ def op(tiny_weights):
 
 @pytest.fixture(scope='module')
 def vd():
-    return _load_package('video_decode_op', ROOT / 'video_decode')
+    return load_package('video_decode_op', ROOT / 'video_decode')
 
 
 @pytest.fixture(scope='module')

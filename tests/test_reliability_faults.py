@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, TINY, _load_package
+from checkout import load_package
+from conftest import ROOT, TINY
 from make_video import make_video
 
 from timesformer_op import timesformer
@@ -249,7 +250,7 @@ def test_the_batch_job_killed_with_sigkill_at_random_points_always_resumes_to_on
     assert errors[inputs[-2]].startswith('NotAVideoError') and errors[inputs[-1]].startswith('FileNotFoundError')
 
     op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
-    vd = _load_package('video_decode_op', ROOT / 'video_decode')
+    vd = load_package('video_decode_op', ROOT / 'video_decode')
     for row in rows[:-2]:
         labels, scores, features = op(vd.ffmpeg()(row['path']))
         assert row['labels'] == labels

@@ -27,7 +27,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TINY, _load_package
+from checkout import load_package
+from conftest import ROOT, TINY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from make_video import make_video, read_index
@@ -66,7 +67,7 @@ def op(tiny_weights):
 @pytest.fixture(scope='module')
 def vd():
     """The decoder package (the name test_views_windows uses, so it is loaded once per session)."""
-    return _load_package('video_decode_op', ROOT / 'video_decode')
+    return load_package('video_decode_op', ROOT / 'video_decode')
 
 
 def assert_valid_result(result, topk=5, dim=48):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, TINY, _load_package
+from checkout import load_package
+from conftest import ROOT, TINY
 from make_video import make_video
 from reference import random_frames
 from towhee.types import VideoFrame
@@ -48,7 +49,7 @@ def tiny(tiny_weights):
 
 @pytest.fixture(scope='module')
 def decoder():
-    return _load_package('video_decode_op', ROOT / 'video_decode').ffmpeg()
+    return load_package('video_decode_op', ROOT / 'video_decode').ffmpeg()
 
 
 @pytest.fixture(scope='module')
