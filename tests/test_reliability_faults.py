@@ -234,7 +234,11 @@ def test_the_batch_job_killed_with_sigkill_at_random_points_always_resumes_to_on
         for row in rows:
             kept.setdefault(row['path'], row)
     assert faults == 6, f'only {faults} of 6 runs were still running when killed'
-    assert 0 < len(kept) < len(inputs), 'the kills should leave the job part-done'
+    out = tmp_path / 'out' / 'results.parquet'
+    if out.exists():  # the last kill landed after the final file was renamed into place, before the sidecar went
+        for row in pq.read_table(out).to_pylist():
+            kept.setdefault(row['path'], row)
+    assert 0 < len(kept) <= len(inputs)
 
     final = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-3000:]
