@@ -19,7 +19,6 @@ Each measurement runs in its own process, so its peak RSS (`ru_maxrss`) is that 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -35,14 +34,10 @@ SIZE, FPS = (1280, 720), 30
 
 def load_package(name: str, directory: Path):
     """Import a hub operator folder as a package, as the tests do."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, directory / '__init__.py',
-                                                  submodule_search_locations=[str(directory)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(ROOT / 'scripts'))
+    from checkout import load_package as load
+
+    return load(name, directory)
 
 
 # ---- inputs (made once, cached) ----------------------------------------------------------------------------------

@@ -170,12 +170,7 @@ def test_a_download_killed_midway_leaves_no_cached_file_and_the_next_run_succeed
 # --- the batch job killed with SIGKILL, again and again ----------------------------------------------------------
 
 def _load_jobs():
-    if 'jobs' not in sys.modules:
-        spec = importlib.util.spec_from_file_location('jobs', ROOT / 'jobs' / '__init__.py',
-                                                      submodule_search_locations=[str(ROOT / 'jobs')])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules['jobs'] = module
-        spec.loader.exec_module(module)
+    load_package('jobs', ROOT / 'jobs')
     return importlib.import_module('jobs.runner'), importlib.import_module('jobs.results'), \
         importlib.import_module('jobs.operators')
 

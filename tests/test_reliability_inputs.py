@@ -702,12 +702,7 @@ def test_invalid_decoder_argument_fails_at_construction(vd, kwargs, message):
 
 @pytest.fixture(scope='module')
 def jobs_cli():
-    if 'jobs' not in sys.modules:
-        spec = importlib.util.spec_from_file_location('jobs', ROOT / 'jobs' / '__init__.py',
-                                                      submodule_search_locations=[str(ROOT / 'jobs')])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules['jobs'] = module
-        spec.loader.exec_module(module)
+    load_package('jobs', ROOT / 'jobs')
     return importlib.import_module('jobs.cli')
 
 
