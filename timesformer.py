@@ -192,9 +192,15 @@ class Timesformer(NNOperator):
         if self.window_ms is not None:
             return list(self.iter_windows(frames))
         views = self.preprocess(frames)
-        probs, features = self.forward(views.reshape(-1, *views.shape[-4:]))
-        probs, features = merge_views(probs[None], features[None], self.model.head)
+        probs, features = self.classify(views.reshape(1, -1, *views.shape[-4:]))
         return self.postprocess(probs[0], features[0])
+
+    def classify(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips' views `(B, V, 3, T, S, S)` -> one forward over all B*V views, merged per clip (logits summed,
+        features averaged): (probabilities `(B, classes)`, features `(B, D)`)."""
+        b, v = views.shape[:2]
+        probs, features = self.forward(views.flatten(0, 1))
+        return merge_views(probs.unflatten(0, (b, v)), features.unflatten(0, (b, v)), self.model.head)
 
     def iter_windows(self, frames) -> Iterator[WindowRow]:
         """One `WindowRow` per window, yielded as soon as its batch has run (a call collects them into a list)."""
@@ -205,9 +211,7 @@ class Timesformer(NNOperator):
         sample = functools.partial(self._sample, fps=times.fps)
         batch_size = windows_per_batch(self.num_crops, self.device.type)
         for batch, views in window_batches(frames, spans, sample, self._views, batch_size):
-            b, v = views.shape[:2]
-            probs, features = self.forward(views.flatten(0, 1))
-            probs, features = merge_views(probs.unflatten(0, (b, v)), features.unflatten(0, (b, v)), self.model.head)
+            probs, features = self.classify(views)
             for span, p, f in zip(batch, probs, features):
                 yield WindowRow(span.start_ms, span.end_ms, *self.postprocess(p, f))
 
@@ -274,10 +278,7 @@ class Timesformer(NNOperator):
         if len(shapes) > 1:
             raise ValueError(f'videos give clips of different shapes {shapes}; with skip_preprocess=True every video '
                              f'needs the same number of frames')
-        stacked = torch.stack(views)
-        b, v = stacked.shape[:2]
-        probs, features = self.forward(stacked.flatten(0, 1))
-        probs, features = merge_views(probs.unflatten(0, (b, v)), features.unflatten(0, (b, v)), self.model.head)
+        probs, features = self.classify(torch.stack(views))
         return [self.postprocess(p, f) for p, f in zip(probs, features)]
 
     @property
