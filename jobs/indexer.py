@@ -6,6 +6,7 @@ is used through its public calls only: `op(frames)` per video, or `op.batch(vide
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -75,33 +76,48 @@ class Indexer:
         return self.process_many([path])[0]
 
     def process_many(self, paths: Sequence[str]) -> list[dict[str, Any]]:
-        """Rows for `paths`, in order."""
+        """Rows for `paths`, in order.
+
+        Videos are opened (indexed) one after another in a background thread while the model runs on the ones
+        before, so inputs whose index needs a full decode pass (see video_decode/README.md) do not leave it idle.
+        """
         rows: list[dict[str, Any] | None] = [None] * len(paths)
-        opened = []  # (index, lazy frames, duration, seconds to open)
-        for i, path in enumerate(paths):
-            start = time.perf_counter()
-            try:
-                frames = self.decoder(path)  # reads the container's index; decodes nothing yet
-                duration = float(frames.duration)
-            except Exception as e:  # noqa: BLE001 - any failure of one video is that video's result
-                rows[i] = error_row(path, self.spec.model_name, e, time.perf_counter() - start)
-                continue
-            opened.append((i, frames, duration, time.perf_counter() - start))
         size = max(1, self.spec.clip_batch)
-        for first in range(0, len(opened), size):
-            group = opened[first:first + size]
-            done = self._batch(paths, group) if len(group) > 1 else None
-            if done is None:
-                done = [(i, self._one(paths[i], frames, duration, open_s)) for i, frames, duration, open_s in group]
-            for i, row in done:
-                rows[i] = row
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='open-video') as pool:
+            pending = [pool.submit(self._open, path) for path in paths]
+            opened = []  # (index, lazy frames, duration, seconds to open)
+            for i, future in enumerate(pending):
+                frames, duration, open_s, error = future.result()
+                if error is not None:
+                    rows[i] = error_row(paths[i], self.spec.model_name, error, open_s)
+                else:
+                    opened.append((i, frames, duration, open_s))
+                if len(opened) == size or (i == len(paths) - 1 and opened):
+                    done = self._batch(paths, opened) if len(opened) > 1 else None
+                    if done is None:
+                        done = [(j, self._one(paths[j], *rest)) for j, *rest in opened]
+                    for j, row in done:
+                        rows[j] = row
+                    opened = []
         return rows
 
-    def _row(self, path, result, duration, decode_s, model_s) -> dict[str, Any]:
+    def _open(self, path: str):
+        """(lazy frames, duration s, seconds taken, None) or (None, None, seconds taken, the exception)."""
+        start = time.perf_counter()
+        try:
+            frames = self.decoder(path)  # reads the container's index; decodes only where it must
+            return frames, float(frames.duration), time.perf_counter() - start, None
+        except Exception as e:  # noqa: BLE001 - any failure of one video is that video's result
+            return None, None, time.perf_counter() - start, e
+
+    def _row(self, path, result, result_frames, duration, decode_s, model_s) -> dict[str, Any]:
+        """A result row; a video that stops early (truncated) keeps the result of its readable part, and its `error`
+        says where it stops (the decoder's `CorruptVideoError` message), so it is not taken for a complete video."""
         labels, scores, feature = result
+        stopped = getattr(result_frames, 'error', None)
         return {'path': path, 'model': self.spec.model_name, 'duration': duration, 'labels': list(labels),
                 'scores': [float(s) for s in scores], 'feature': feature, 'decode_s': decode_s,
-                'model_s': model_s, 'error': None}
+                'model_s': model_s, 'error': None if stopped is None else f'{type(stopped).__name__}: {stopped}'}
 
     def _one(self, path, frames, duration, open_s) -> dict[str, Any]:
         timed = TimedFrames(frames)
@@ -111,7 +127,7 @@ class Indexer:
         except Exception as e:  # noqa: BLE001
             return error_row(path, self.spec.model_name, e, open_s + timed.decode_s)
         model_s = time.perf_counter() - start - timed.decode_s
-        return self._row(path, result, duration, open_s + timed.decode_s, model_s)
+        return self._row(path, result, frames, duration, open_s + timed.decode_s, model_s)
 
     def _batch(self, paths, group) -> list[tuple[int, dict[str, Any]]] | None:
         """One forward for the group; None when any video fails, so that each is then run (and blamed) alone."""
@@ -122,5 +138,5 @@ class Indexer:
         except Exception:  # noqa: BLE001 - redone per video, which records the right video's error
             return None
         model_s = (time.perf_counter() - start - sum(t.decode_s for t in timed)) / len(group)
-        return [(i, self._row(paths[i], result, duration, open_s + t.decode_s, model_s))
-                for (i, _, duration, open_s), t, result in zip(group, timed, results)]
+        return [(i, self._row(paths[i], result, frames, duration, open_s + t.decode_s, model_s))
+                for (i, frames, duration, open_s), t, result in zip(group, timed, results)]

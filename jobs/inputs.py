@@ -15,7 +15,7 @@ from pathlib import Path
 
 VIDEO_EXTENSIONS = frozenset({
     '.mp4', '.m4v', '.mov', '.avi', '.mkv', '.webm', '.flv', '.wmv', '.mpg', '.mpeg', '.mts', '.m2ts', '.ts',
-    '.3gp', '.ogv', '.vob', '.mxf',
+    '.3gp', '.3g2', '.ogv', '.vob', '.mxf', '.dv', '.asf', '.divx', '.f4v',
 })
 LIST_EXTENSIONS = frozenset({'.txt', '.lst', '.list'})
 _GLOB_CHARS = frozenset('*?[')

@@ -3,6 +3,14 @@
 # ($TOWHEE_HOME, default ~/.towhee) so the seed pipeline resolves them with no network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v ffmpeg >/dev/null; then  # the tests write their videos with the ffmpeg CLI, as users make them
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing the ffmpeg CLI (apt-get install ffmpeg)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+  else
+    echo "warning: no ffmpeg CLI; tests/test_decode_corpus.py needs it (e.g. sudo apt-get install ffmpeg)" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

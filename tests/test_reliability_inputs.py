@@ -195,7 +195,6 @@ BAD_VIDEOS = [
     ('empty_file', 'NotAVideoError', 'FFmpeg cannot open it'),
     ('header_only', 'NoVideoStreamError', r'no video stream \(streams found: none\)'),
     ('random_bytes', 'NotAVideoError', 'FFmpeg cannot open it'),
-    ('raw_h264', 'UnsupportedVideoError', 'carry no timestamps.*remux it'),
     ('directory', FileNotFoundError, 'video file not found'),
     ('zeros_in_middle', 'CorruptVideoError', r'cannot decode frame \d+ \(\d+\.\d+ s\).*decoding stopped'),
     ('refused_url', ConnectionRefusedError, 'Connection refused'),
@@ -249,6 +248,7 @@ ODD_VIDEOS = [
     ('one_pixel', (1, 1, 3), False),
     ('two_pixels', (2, 2, 3), False),
     ('png_named_mp4', (48, 64, 3), False),
+    ('raw_h264', (48, 64, 3), False),  # no container, no timestamps: frames decode, times from the frame rate
     ('gray', (96, 128, 3), True),
     ('gray_10bit', (96, 128, 3), True),
     ('yuv444', (96, 128, 3), True),

@@ -13,7 +13,10 @@ import errno
 import fractions
 import math
 import os
+import statistics
+import struct
 import time
+import urllib.request
 
 import av
 import numpy as np
@@ -37,8 +40,9 @@ class NoVideoStreamError(VideoDecodeError):
     """The file is valid media but has no video stream (e.g. audio only)."""
 
 
-class UnsupportedVideoError(VideoDecodeError):
-    """The video cannot be indexed (e.g. a raw .h264 elementary stream without timestamps)."""
+class NotSeekableError(VideoDecodeError):
+    """The input can only be read front to back (a server without byte ranges) and this file needs seeking to be
+    read at all (an MP4/MOV whose index, the moov atom, is at the end)."""
 
 
 class EmptyVideoError(VideoDecodeError):
@@ -91,16 +95,17 @@ class VideoDecoder(PyOperator):
         return frames.take(time_step_indices(frames.times, self._sample_arg, self._start))
 
     def frames(self, path):
-        """All frames of the window as a `LazyFrames` (one demux pass, no decoding yet)."""
+        """All frames of the window as a `LazyFrames` (one index pass; frames are decoded when read)."""
         index = VideoIndex.read(path, self._timeout)
-        first = bisect.bisect_left(index.pts, math.ceil(index.pts[0] + self._start / index.time_base))
-        stop = len(index.pts) if self._end is None else bisect.bisect_left(
-            index.pts, math.ceil(index.pts[0] + self._end / index.time_base))
+        ticks = index.ticks
+        first = bisect.bisect_left(ticks, math.ceil(ticks[0] + self._start / index.time_base))
+        stop = len(ticks) if self._end is None else bisect.bisect_left(
+            ticks, math.ceil(ticks[0] + self._end / index.time_base))
         if first >= stop:
             raise TimeRangeError(
                 f'{path}: no frames in [{float(self._start)}, {_fmt_end(self._end)}) s; the video has '
-                f'{len(index.pts)} frames spanning {index.duration:.3f} s')
-        reaches_end = index.error is not None and stop == len(index.pts)
+                f'{len(ticks)} frames spanning {index.duration:.3f} s')
+        reaches_end = index.error is not None and stop == len(ticks)
         return LazyFrames(index, range(first, stop), index.error if reaches_end else None)
 
 
@@ -182,110 +187,290 @@ class LazyFrames(collections.abc.Sequence):
 
 @dataclasses.dataclass(frozen=True)
 class VideoIndex:
-    """Where every frame of the first video stream is: pts in presentation order and keyframe positions."""
+    """Every frame a sequential decode of the video stream produces, in presentation order, and where to seek.
+
+    Built one of two ways (`method`):
+    - 'packets': one demux pass, no decoding, for the inputs where packets and frames are known to correspond one to
+      one (MP4/MOV/MKV/WebM holding H.264/HEVC/VP8/VP9/AV1/MPEG-4 with a timestamp on every packet, no edit-list
+      discards, a keyframe first), confirmed by decoding the first frames;
+    - 'decoded': one sequential decode pass (no RGB conversion) for everything else: edit lists, streams that start
+      mid-GOP, missing or out-of-order timestamps, AVI, MPEG-TS/PS, DV, palettized video. The decoder is the truth.
+
+    `pts` holds the decoder's own pts per frame (None where it gives none) and is what a seek is checked against;
+    `ticks` are the frames' times in `time_base` units, increasing (see `_ticks`); `keyframes` are the positions a
+    seek may start from (empty: every read decodes forward from the start of the file).
+    """
 
     source: str
+    stream_index: int
     pts: tuple
-    keyframes: tuple  # positions (indices into pts) of keyframes, increasing
+    ticks: tuple
+    keyframes: tuple
     time_base: fractions.Fraction
-    end_pts: int  # pts just after the last frame
+    end_tick: int  # tick just after the last frame
     fps: float
     timeout: float
-    error: CorruptVideoError = None  # set when demuxing stopped early (truncated / corrupt container)
+    method: str
+    error: CorruptVideoError = None  # set when reading stopped early (truncated / corrupt input)
 
     @classmethod
     def read(cls, source, timeout=TIMEOUT_S):
-        """One demux pass over the packets, no decoding."""
+        """Index `source` (path or URL): a demux pass, or a decode pass where packets cannot stand for frames.
+
+        Raises the errors listed in video_decode/README.md; `NotSeekableError` when an http(s) server without byte
+        ranges serves a file that cannot be read front to back.
+        """
         source = os.fspath(source)
+        try:
+            return cls._read(source, timeout)
+        except (NotAVideoError, EmptyVideoError) as e:
+            if source.startswith(('http://', 'https://')) and not _accepts_byte_ranges(source, timeout):
+                raise NotSeekableError(
+                    f'{source}: the server does not answer byte-range requests, so the file can only be read front '
+                    'to back, and this one cannot be read that way (an MP4/MOV whose index, the moov atom, is at '
+                    'the end); download it first, serve it from a server that supports Range requests, or remux it '
+                    'with the index first: ffmpeg -i IN -c copy -movflags +faststart OUT.mp4') from e
+            raise
+
+    @classmethod
+    def _read(cls, source, timeout):
+        with _open(source, timeout) as container:  # stream fields are read while the container is open
+            stream = _video_stream(container, source)
+            packets, problem, span = _scan(container, stream, timeout, decode=False)
+            if problem is None and _packets_are_frames(container, stream, packets):
+                index = cls._from_packets(source, stream, packets, timeout)
+                if index is not None:
+                    return index._stopped_at(_short_of_header(span, container, stream))
+            chosen = stream.index
         with _open(source, timeout) as container:
-            if not container.streams.video:
-                kinds = ', '.join(s.type for s in container.streams) or 'none'
-                raise NoVideoStreamError(f'{source}: no video stream (streams found: {kinds})')
-            stream = container.streams.video[0]
-            packets, problem = _demux(container, stream, timeout)
-            time_base, rate = stream.time_base, stream.average_rate or stream.guessed_rate
-        if not packets:
+            stream = next(s for s in container.streams if s.index == chosen)
+            frames, problem, span = _scan(container, stream, timeout, decode=True)
+            index = cls._from_frames(source, stream, frames, problem, timeout)
+            return index._stopped_at(problem or _short_of_header(span, container, stream))
+
+    @classmethod
+    def _from_packets(cls, source, stream, packets, timeout):
+        """The index from packets, or None when decoding the first frames shows they do not match."""
+        order = sorted(range(len(packets)), key=lambda i: packets[i].pts)
+        pts = tuple(packets[i].pts for i in order)
+        if len(set(pts)) != len(pts):
+            return None
+        keyframes = tuple(p for p, i in enumerate(order) if packets[i].key)
+        fps = _fps(stream, pts, stream.time_base)
+        last = packets[order[-1]].duration or max(round(1 / (fps * stream.time_base)), 1)
+        index = cls(source, stream.index, pts, pts, keyframes, stream.time_base, pts[-1] + last, fps, timeout,
+                    'packets')
+        return index if _first_frames_match(index) else None
+
+    @classmethod
+    def _from_frames(cls, source, stream, frames, problem, timeout):
+        if not frames:
             raise EmptyVideoError(f'{source}: the video stream has no readable frames'
                                   + (f' ({problem})' if problem else ''))
-        packets.sort(key=lambda p: p[0])
-        pts = tuple(p[0] for p in packets)
-        if len(set(pts)) != len(pts):
-            raise CorruptVideoError(f'{source}: several packets share one pts; cannot index the frames')
-        fps = float(rate) if rate else len(pts) / float((pts[-1] - pts[0] + 1) * time_base)
-        last_duration = packets[-1][3] or max(round(1 / (fps * time_base)), 1)
-        index = cls(source, pts, tuple(i for i, p in enumerate(packets) if p[2]), time_base,
-                    pts[-1] + last_duration, fps, timeout)
-        if problem is not None:
-            end = float(index.time(len(pts) - 1))
-            error = CorruptVideoError(f'{source}: the stream stops after frame {len(pts) - 1} ({end:.3f} s) '
-                                      f'at {problem}; {len(pts)} frames are readable', len(pts) - 1, end)
-            object.__setattr__(index, 'error', error)
-        return index
+        time_base = stream.time_base
+        ticks = _ticks(frames, stream, time_base)
+        pts = tuple(f.pts for f in frames)
+        fps = _fps(stream, ticks, time_base)
+        seekable = _increasing(pts) and not _stateful_format(stream)
+        keyframes = tuple(p for p, f in enumerate(frames) if f.key) if seekable else ()
+        last = frames[-1].duration if frames[-1].duration and ticks is not pts else 0
+        end_tick = ticks[-1] + (last or max(round(1 / (fps * time_base)), 1))
+        return cls(source, stream.index, pts, ticks, keyframes, time_base, end_tick, fps, timeout, 'decoded')
+
+    def _stopped_at(self, problem):
+        """This index, with `error` saying where and why reading stopped (`problem`), when it did."""
+        if problem is None:
+            return self
+        last = len(self) - 1
+        end = float(self.time(last))
+        return dataclasses.replace(self, error=CorruptVideoError(
+            f'{self.source}: the stream stops after frame {last} ({end:.3f} s) at {problem}; {len(self)} frames are '
+            'readable', last, end))
+
+    def __len__(self):
+        return len(self.ticks)
 
     @property
     def duration(self):
-        return float((self.end_pts - self.pts[0]) * self.time_base)
+        return float((self.end_tick - self.ticks[0]) * self.time_base)
 
     def time(self, position):
         """Seconds since the first frame (time 0 of the video, whatever the container's start offset)."""
-        return (self.pts[position] - self.pts[0]) * self.time_base
+        return (self.ticks[position] - self.ticks[0]) * self.time_base
 
     def ms(self, position):
         return round(self.time(position) * 1000)
 
     def frame_duration(self, position):
-        following = self.pts[position + 1] if position + 1 < len(self.pts) else self.end_pts
-        return (following - self.pts[position]) * self.time_base
+        following = self.ticks[position + 1] if position + 1 < len(self.ticks) else self.end_tick
+        return (following - self.ticks[position]) * self.time_base
 
-    def position(self, pts):
-        """Frame position of a pts, or None when no indexed frame has it."""
-        i = bisect.bisect_left(self.pts, pts) if pts is not None else len(self.pts)
-        return i if i < len(self.pts) and self.pts[i] == pts else None
-
-    def keyframe_before(self, position):
-        """Position of the last keyframe at or before `position` (the stream start when none is marked)."""
-        k = bisect.bisect_right(self.keyframes, position) - 1
-        return self.keyframes[k] if k >= 0 else 0
+    def keyframe_before(self, position, earlier=0):
+        """The `earlier`-th seekable keyframe at or before `position`, or None (then decode from the start)."""
+        k = bisect.bisect_right(self.keyframes, position) - 1 - earlier
+        return self.keyframes[k] if k >= 0 and self.keyframes[k] > 0 else None
 
     def open(self):
         return _open(self.source, self.timeout)
 
 
-def _demux(container, stream, timeout):
-    """(pts, dts, keyframe, duration) of every readable packet in decode order, and why reading stopped early."""
-    packets, bad, problem, untimed = [], None, None, 0
+# A packet-level summary: pts/dts in the stream's time base, keyframe flag, duration; `discard` marks packets an edit
+# list hides. A frame-level one from the decode pass uses the same shape (dts: the packet dts the frame came from).
+_Unit = collections.namedtuple('_Unit', 'pts dts key duration discard')
+# Container and codec families whose packets map one to one onto frames and whose seeks land on indexed keyframes.
+_PACKET_FORMATS = {'mov', 'mp4', 'matroska', 'webm'}
+_PACKET_CODECS = {'h264', 'hevc', 'vp8', 'vp9', 'av1', 'mpeg4'}
+_CHECKED_FRAMES = 8  # frames decoded from the start to confirm a packet index
+
+
+def _video_stream(container, source):
+    """The stream FFmpeg's best-stream rule picks (a cover picture or thumbnail track loses to the real video)."""
+    candidates = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not candidates:
+        kinds = ', '.join(s.type for s in container.streams) or 'none'
+        raise NoVideoStreamError(f'{source}: no video stream (streams found: {kinds})')
+    try:
+        best = container.streams.best('video')
+    except (av.error.FFmpegError, ValueError):
+        best = None
+    return best if best in candidates else candidates[0]
+
+
+def _stream(container, index):
+    return next(s for s in container.streams if s.index == index.stream_index)
+
+
+def _packets_are_frames(container, stream, packets):
+    names = set(container.format.name.split(','))
+    return (bool(names & _PACKET_FORMATS) and stream.codec_context.name in _PACKET_CODECS
+            and not _stateful_format(stream) and bool(packets) and packets[0].key
+            and all(p.pts is not None and not p.discard for p in packets))
+
+
+def _stateful_format(stream):
+    """Palettized video: the palette travels once, at the start, so frames decoded after a seek come out black."""
+    return stream.codec_context.pix_fmt in ('pal8',)
+
+
+def _first_frames_match(index):
+    """Decode the first frames from the start; the packet index holds only if the decoder shows exactly those pts."""
+    want = index.pts[:_CHECKED_FRAMES]
+    seen = []
+    try:
+        with index.open() as container:
+            stream = _stream(container, index)
+            for frame in _frames(container, stream):
+                seen.append(frame.pts)
+                if len(seen) == len(want):
+                    break
+    except av.error.FFmpegError:
+        return False
+    return tuple(seen) == want
+
+
+def _scan(container, stream, timeout, decode):
+    """Every readable packet (decode=False) or decoded frame (decode=True) as `_Unit`s, and why reading stopped early.
+
+    Reading stops at a read error or a packet the demuxer flags corrupt; what was read before stays, and frames still
+    held by the decoder are drained, so a truncated file gives its readable prefix.
+    """
+    units, bad, problem, untimed, drain = [], None, None, 0, True
+    first, end = math.inf, -math.inf  # the packets' pts span
     demuxer = container.demux(stream)
+    codec = stream.codec_context
     while problem is None:
         started = time.monotonic()
         try:
             packet = next(demuxer)
         except StopIteration:
             break
+        except av.error.ExitError as e:
+            raise TimeoutError(f'{container.name}: no data within {timeout} s while reading') from e
         except av.error.FFmpegError as e:
             problem = f'a read error ({e.strerror})'
         else:
+            if packet.pts is not None and packet.size:
+                first, end = min(first, packet.pts), max(end, packet.pts + (packet.duration or 0))
             if packet.is_corrupt:
                 bad, problem = packet, 'a truncated or corrupt packet'
-            elif packet.size and not packet.is_discard:
-                if packet.pts is None:
+            elif not decode:
+                if packet.size and packet.pts is None:
                     untimed += 1
-                else:
-                    packets.append((packet.pts, packet.dts, packet.is_keyframe, packet.duration))
+                elif packet.size:
+                    units.append(_Unit(packet.pts, packet.dts, packet.is_keyframe, packet.duration,
+                                       packet.is_discard))
+            else:
+                try:
+                    units.extend(_unit(f) for f in packet.decode())  # the final empty packet drains the decoder
+                except av.error.FFmpegError as e:
+                    drain, problem = False, f'a decoding error ({e.strerror})'  # where a sequential decode stops
         if problem and time.monotonic() - started >= timeout:  # a stalled read ends as a short packet
             raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
+    if decode and problem is not None and drain:
+        units.extend(_unit(f) for f in codec.decode(None))
+    elif untimed:
+        problem = problem or 'packets without timestamps'  # not an index from packets: the decode pass decides
+    if problem is not None and not decode:
+        units = [u for u in units if u.pts < _first_missing_pts(units, bad)]
+    return units, problem, float((end - first) * stream.time_base) if end > first else None
+
+
+def _unit(frame):
+    return _Unit(frame.pts, frame.dts, bool(frame.key_frame), frame.duration, False)
+
+
+def _ticks(frames, stream, time_base):
+    """Frame times in `time_base` units: the decoder's pts when every frame has one and they increase; else the
+    packet dts they came from, when those do; else the frames' durations added up (1/fps where a frame has none).
+
+    The same choice FFmpeg's best-effort timestamp makes for whole streams: AVI with B-frames carries decode-order
+    pts, and an untimed stream carries none.
+    """
+    pts = tuple(f.pts for f in frames)
+    if _increasing(pts):
+        return pts
+    dts = tuple(f.dts for f in frames)
+    if _increasing(dts):
+        return dts
+    rate = stream.average_rate or stream.guessed_rate or 25
+    fallback = max(round(1 / (rate * time_base)), 1)
+    ticks, t = [], 0
+    for f in frames:
+        ticks.append(t)
+        t += f.duration or fallback
+    return tuple(ticks)
+
+
+def _increasing(values):
+    return all(v is not None for v in values) and all(a < b for a, b in zip(values, values[1:]))
+
+
+def _fps(stream, ticks, time_base):
+    """The header's frame rate when the timestamps agree with it (within 1 %, by the mean or the median frame
+    interval), else the rate of the median interval.
+
+    Some headers are wrong (DV in its raw container reports 60000 fps for 25 fps video); the median is not moved by
+    one long gap (a stream-copy trim's last frame) or a few dropped frames.
+    """
+    header = stream.average_rate or stream.guessed_rate
+    if len(ticks) < 2 or ticks[-1] <= ticks[0]:
+        return float(header) if header else 25.0
+    mean = (len(ticks) - 1) / float((ticks[-1] - ticks[0]) * time_base)
+    median = 1 / float(statistics.median(b - a for a, b in zip(ticks, ticks[1:])) * time_base)
+    if header and min(abs(float(header) / rate - 1) for rate in (mean, median)) <= 0.01:
+        return float(header)
+    return median
+
+
+def _short_of_header(span, container, stream):
+    """Why a Matroska/WebM file's packets end early, or None. That demuxer ends quietly at a cut, so the packets'
+    pts span (`span`, s) is compared with the duration the header declares."""
     declared = _declared_duration(container, stream)
-    if problem is None and declared and packets:
-        # Some demuxers (Matroska) end quietly at a cut: compare what was found with what the header declares.
-        span = max(p[0] + (p[3] or 0) for p in packets) - min(p[0] for p in packets)
-        found = float(span * stream.time_base)
-        if found < declared - max(0.5, 0.02 * declared):
-            problem = f'the end of the file, though its header declares {declared:.3f} s'
-    if untimed and not packets:
-        raise UnsupportedVideoError(f'{container.name}: the video packets carry no timestamps (a raw elementary '
-                                    'stream?); remux it into a container, e.g. ffmpeg -i IN -c copy OUT.mp4')
-    if problem is not None:
-        packets = [p for p in packets if p[0] < _first_missing_pts(packets, bad)]
-    return packets, problem
+    if not {'matroska', 'webm'} & set(container.format.name.split(',')) or not declared or span is None:
+        return None
+    if span < declared - max(0.5, 0.02 * declared):
+        return f'the end of the file, though its header declares {declared:.3f} s'
+    return None
 
 
 def _declared_duration(container, stream):
@@ -325,70 +510,105 @@ def time_step_indices(times, time_step, start=0):
     return picked
 
 
+class _OffTrack(Exception):
+    """Internal: what a seek produced does not line up with the index; decode forward from earlier instead."""
+
+
 def _decode(index, positions):
-    """Yield (position, VideoFrame) for increasing, unique `positions`, seeking only when a keyframe lies between.
+    """Yield (position, VideoFrame) for increasing, unique `positions`: frame for frame what a sequential decode gives.
 
-    Some demuxers (e.g. MPEG-TS) seek by dts and can land past the wanted frame; then the seek is retried from the
-    keyframe before, then from the stream start, before giving up.
+    Seeking is a shortcut, checked: after a seek to a keyframe, decoded frames count only from the frame whose pts is
+    that keyframe's, and every following frame must carry the pts the index holds for its position. When a seek
+    overshoots (demuxers that seek by dts), fails (servers without byte ranges) or its frames do not line up, it is
+    tried from an earlier keyframe, then the rest is decoded forward from the start of the file.
     """
-    if not positions:
-        return
+    positions = list(positions)
+    done, failures = 0, 0
+    if index.keyframes and positions:
+        with index.open() as container:
+            stream = _stream(container, index)
+            stream.thread_type = 'AUTO'
+            while done < len(positions) and failures < _SEEK_TRIES:
+                group = _seek_group(index, positions, done)
+                start = index.keyframe_before(positions[done], earlier=failures)
+                if start is None:
+                    break
+                try:
+                    container.seek(index.pts[start], stream=stream, backward=True)
+                    for position, frame in _walk(index, _frames(container, stream), start, group, synced=False):
+                        yield position, _to_video_frame(frame, index.ms(position))
+                        done += 1
+                    failures = 0
+                except av.error.ExitError as e:
+                    raise TimeoutError(f'{index.source}: no data within {index.timeout} s while decoding') from e
+                except (_OffTrack, av.error.FFmpegError):
+                    failures += 1
+    if done < len(positions):
+        yield from _decode_from_start(index, positions[done:])
+
+
+_SEEK_TRIES = 3  # seeks tried (each from an earlier keyframe) before decoding forward from the start
+
+
+def _seek_group(index, positions, i):
+    """positions[i:j]: the wanted frames one seek serves (no keyframe between one and the next to jump to)."""
+    j = i + 1
+    while j < len(positions) and (index.keyframe_before(positions[j]) or 0) <= positions[j - 1]:
+        j += 1
+    return positions[i:j]
+
+
+def _decode_from_start(index, positions):
     with index.open() as container:
-        stream = container.streams.video[0]
+        stream = _stream(container, index)
         stream.thread_type = 'AUTO'
-        i, last, retry = 0, None, 0
-        while i < len(positions):
-            _seek(container, stream, index, positions[i], retry)
-            first = i
-            try:
-                for position, frame in _run(container, stream, index, positions[i:]):
-                    if frame.is_corrupt:
-                        raise _stopped(index, position, last, 'the decoder marked it corrupt')
-                    yield position, _to_video_frame(frame, index.ms(position))
-                    last, i = position, i + 1
-            except av.error.ExitError as e:
-                raise TimeoutError(f'{index.source}: no data within {index.timeout} s while decoding') from e
-            except av.error.FFmpegError as e:
-                raise _stopped(index, positions[i], last, f'decoding failed: {e.strerror}') from e
-            retry = 0 if i > first else retry + 1
-            if retry > 2:
-                raise _stopped(index, positions[i], last, 'the decoder never produced it')
+        last = None
+        try:
+            for position, frame in _walk(index, _frames(container, stream), 0, positions, synced=True):
+                yield position, _to_video_frame(frame, index.ms(position))
+                last = position
+        except av.error.ExitError as e:
+            raise TimeoutError(f'{index.source}: no data within {index.timeout} s while decoding') from e
+        except av.error.FFmpegError as e:
+            wanted = positions[positions.index(last) + 1] if last is not None else positions[0]
+            raise _stopped(index, wanted, last, f'decoding failed: {e.strerror}') from e
+        except _OffTrack as e:
+            wanted = positions[positions.index(last) + 1] if last is not None else positions[0]
+            raise _stopped(index, wanted, last, f'the decoder no longer gives the frames indexed ({e}); '
+                                                'has the file changed?') from None
 
 
-def _seek(container, stream, index, position, retry):
-    k = bisect.bisect_right(index.keyframes, position) - 1 - retry
-    if k >= 0:
-        container.seek(index.pts[index.keyframes[k]], stream=stream, backward=True)
-    else:
-        container.seek(0)  # the start of the file (offset in microseconds, no stream)
+def _walk(index, frames, position, wanted, synced):
+    """Number decoded `frames` from `position` and yield (position, frame) for each of `wanted` (increasing).
 
-
-def _run(container, stream, index, wanted):
-    """Decode forward from the current position, yielding the wanted frames until the next one needs a seek.
-
-    Frames are trusted only from the first keyframe on: some demuxers (MPEG-PS) seek to non-key packets, and
-    decoding from there gives frames with the right pts but garbage content. Stops early when a frame past the next
-    wanted one appears (the seek overshot, or the decoder dropped it).
+    Unsynced (after a seek), frames are skipped until the one with the pts of the keyframe at `position`.
+    Raises `_OffTrack` when a frame's pts is not the one indexed for its position, or the frames run out.
     """
-    i, synced = 0, False
-    for frame in _frames(container, stream):
-        synced = synced or frame.key_frame  # frames before the first keyframe may lack their references
-        position = index.position(frame.pts)
-        if position is None or position < wanted[i]:
-            continue  # before the wanted frame, or not a presented frame (e.g. a leading frame of an open GOP)
-        if position > wanted[i]:
-            return
+    j = 0
+    for frame in frames:
         if not synced:
-            continue
-        yield position, frame
-        i += 1
-        if i == len(wanted) or index.keyframe_before(wanted[i]) > position:
-            return
+            target = index.pts[position]
+            if frame.pts == target and frame.key_frame:
+                synced = True
+            elif frame.pts is not None and frame.pts > target:
+                raise _OffTrack(f'the seek landed after the keyframe at pts {target}')
+            else:
+                continue  # decoded on the way to the keyframe, or a leading frame of an open GOP
+        elif position >= len(index) or frame.pts != index.pts[position]:
+            raise _OffTrack(f'frame {position} has pts {frame.pts}')
+        if position == wanted[j]:
+            yield position, frame
+            j += 1
+            if j == len(wanted):
+                return
+        position += 1
+    raise _OffTrack(f'decoding ended before frame {wanted[j]}')
 
 
 def _frames(container, stream):
     """Decoded frames until the end, or until an unreadable packet (then drain what the decoder holds)."""
     packets = container.demux(stream)
+    codec = stream.codec_context
     while True:
         try:
             packet = next(packets)
@@ -400,8 +620,8 @@ def _frames(container, stream):
             break
         if packet.is_corrupt:
             break
-        yield from packet.decode()  # the final empty packet drains the decoder
-    yield from stream.codec_context.decode(None)
+        yield from packet.decode()  # the demuxer's final empty packet drains the decoder
+    yield from codec.decode(None)
 
 
 def _fresh(error):
@@ -416,12 +636,45 @@ def _stopped(index, wanted, last, why):
 
 
 def _to_video_frame(frame, timestamp_ms):
-    """RGB uint8 (H, W, 3) at the coded size, turned upright according to the display matrix."""
+    """RGB uint8 (H, W, 3) at the coded size, shown as the display matrix says: mirrored, then turned."""
     rgb = frame.to_ndarray(format='rgb24')
-    quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as np.rot90 turns
+    mirror, quarter_turns = _orientation(frame)
+    if mirror:
+        rgb = rgb[:, ::-1]
     if quarter_turns:
-        rgb = np.ascontiguousarray(np.rot90(rgb, quarter_turns))
+        rgb = np.rot90(rgb, quarter_turns)
+    if mirror or quarter_turns:
+        rgb = np.ascontiguousarray(rgb)
     return VideoFrame(rgb, mode='RGB', timestamp=timestamp_ms, key_frame=bool(frame.key_frame))
+
+
+def _orientation(frame):
+    """(mirror, counter-clockwise quarter turns) of the frame's display matrix; (False, 0) when it has none.
+
+    The matrix (FFmpeg's libavutil/display.h: 3x3, row-major, 16.16 fixed point) maps a coded pixel (x, y) to
+    (a*x + c*y + u, b*x + d*y + v). A negative determinant ad - bc means a mirror: undoing a horizontal flip first
+    (negating a and b) leaves a pure rotation, counter-clockwise by -atan2(b, a) as av_display_rotation_get reads it.
+    So a mirrored matrix is shown mirrored, not turned by 180 degrees.
+    """
+    data = next((bytes(memoryview(d)) for d in frame.side_data
+                 if d.type == av.sidedata.sidedata.Type.DISPLAYMATRIX), None)
+    if data is None or len(data) != 36:
+        return False, 0
+    a, b, _, c, d = struct.unpack('<5i', data[:20])
+    mirror = a * d - b * c < 0
+    if mirror:
+        a, b = -a, -b
+    return mirror, round(-math.degrees(math.atan2(b, a)) / 90) % 4
+
+
+def _accepts_byte_ranges(url, timeout):
+    """Whether an http(s) server answers a Range request with 206 Partial Content (what seeking needs)."""
+    request = urllib.request.Request(url, headers={'Range': 'bytes=0-0'})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status == 206
+    except (OSError, ValueError):  # urllib's errors are OSErrors; the open error already raised says more
+        return True
 
 
 def _open(source, timeout):

@@ -1,0 +1,283 @@
+"""Videos made the ways people make them, decoded like a plain sequential decode: same count, order, RGB, times.
+
+Each input is written here with the ffmpeg CLI, as users make them: stream-copy trims (with an MP4 edit list, with
+`-copyinkf`), H.264 with B-frames in AVI, an MPEG-TS capture that starts mid-GOP, packets without timestamps, palettized
+AVI, a cover picture before the real video, DV with a wrong frame rate in its header, mirrored display matrices, and
+more containers and codecs. The reference is a plain sequential PyAV decode of the stream FFmpeg's best-stream rule
+picks (`container.decode(stream)`, `to_ndarray(format='rgb24')`); it imports nothing of ours.
+"""
+
+import functools
+import http.server
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import ROOT
+from test_jobs import TINY_CFG
+
+FFMPEG = shutil.which('ffmpeg') or 'ffmpeg'  # the CLI: scripts/setup.sh installs it
+SRC = '-f lavfi -i testsrc2=size=176x144:rate=25:duration={s}'
+# name -> (frames a sequential decode gives, ffmpeg commands run in the corpus folder; `{src}` is a 6 s source)
+CORPUS = {
+    'trim_editlist.mp4': (117, ['-ss 1.3 -i src.mp4 -c copy trim_editlist.mp4']),
+    'trim_copyinkf.mp4': (100, ['-i src.mp4 -ss 1.3 -c copy -copyinkf trim_copyinkf.mp4']),
+    'bframes.avi': (100, [f'{SRC.format(s=4)} -c:v libx264 -bf 3 -pix_fmt yuv420p bframes.avi']),
+    'midgop.ts': (100, [f'{SRC.format(s=6)} -c:v libx264 -g 50 -bf 2 -pix_fmt yuv420p full.ts', 'CUT full.ts']),
+    'untimed.mkv': (150, ['-i src.mp4 -c copy -output_ts_offset -1 -avoid_negative_ts disabled untimed.mkv']),
+    'pal8.avi': (50, [f'{SRC.format(s=2)} -vf format=pal8 -c:v rawvideo -pix_fmt pal8 pal8.avi']),
+    'cover_first.mkv': (150, ['-f lavfi -i color=red:size=64x64:d=1 -frames:v 1 cover.png',
+                              '-i cover.png -i src.mp4 -map 0 -map 1:v -map 1:a -c:v:0 png -c:v:1 copy -c:a copy '
+                              '-disposition:v:0 attached_pic cover_first.mkv']),
+    'cover_first.mp4': (150, ['-f lavfi -i color=red:size=64x64:d=1 -frames:v 1 cover.png',
+                              '-i cover.png -i src.mp4 -map 0 -map 1:v -c:v:0 png -c:v:1 copy cover_first.mp4']),
+    'dv.dv': (50, [f'{SRC.format(s=2)} -vf scale=720:576 -c:v dvvideo -pix_fmt yuv420p -r 25 dv.dv']),
+    'mpeg2.mpg': (75, [f'{SRC.format(s=3)} -c:v mpeg2video -bf 2 -g 12 mpeg2.mpg']),
+    'mjpeg.avi': (75, [f'{SRC.format(s=3)} -c:v mjpeg mjpeg.avi']),
+    'h264.flv': (75, [f'{SRC.format(s=3)} -c:v libx264 -bf 2 h264.flv']),
+    'theora.ogv': (75, [f'{SRC.format(s=3)} -c:v libtheora theora.ogv']),
+    'wmv2.wmv': (75, [f'{SRC.format(s=3)} -c:v wmv2 wmv2.wmv']),
+    'anim.gif': (30, [f'{SRC.format(s=3)} -vf fps=10 anim.gif']),
+    'hevc.ts': (75, [f'{SRC.format(s=3)} -c:v libx265 -x265-params log-level=error hevc.ts']),
+    'vp8.webm': (75, [f'{SRC.format(s=3)} -c:v libvpx vp8.webm']),
+    'trim_bframes.mov': (47, [f'{SRC.format(s=3)} -c:v libx264 -bf 3 -g 30 srcb.mov',
+                              '-ss 1.1 -i srcb.mov -c copy trim_bframes.mov']),
+    'trim_end.mp4': (39, [f'{SRC.format(s=3)} -c:v libx264 -g 25 fr.mp4', '-ss 0.5 -t 1.5 -i fr.mp4 -c copy '
+                                                                          'trim_end.mp4']),
+    'trim.mkv': (75, [f'{SRC.format(s=3)} -c:v libx264 -bf 2 -g 30 src2.mkv', '-ss 1.3 -i src2.mkv -c copy trim.mkv']),
+    'mpeg4.avi': (75, [f'{SRC.format(s=3)} -c:v mpeg4 -bf 2 mpeg4.avi']),
+    'fragmented.mp4': (75, [f'{SRC.format(s=3)} -c:v libx264 -bf 2 -g 20 -movflags frag_keyframe+empty_moov '
+                            'fragmented.mp4']),
+    'h263.3gp': (75, [f'{SRC.format(s=3)} -c:v h263 h263.3gp']),
+}
+BROKEN = {'no_keyframe.ts': [f'{SRC.format(s=3)} -c:v libx264 -bf 2 -g 250 full250.ts', 'CUT full250.ts 0.4']}
+SOURCE = f'{SRC.format(s=6)} -f lavfi -i sine=duration=6 -c:v libx264 -g 50 -bf 2 -pix_fmt yuv420p -c:a aac ' \
+         '-shortest src.mp4'
+
+
+def ffmpeg(folder, command):
+    """One ffmpeg command, or `CUT NAME [FRACTION]`: NAME without its first bytes, cut at a 188-byte TS packet."""
+    if command.startswith('CUT'):
+        _, name, *fraction = command.split()
+        data = (folder / name).read_bytes()
+        cut = int(len(data) * float(fraction[0] if fraction else 0.3)) // 188 * 188
+        target = 'midgop.ts' if not fraction else 'no_keyframe.ts'
+        (folder / target).write_bytes(data[cut:])
+        return
+    subprocess.run([FFMPEG, '-hide_banner', '-loglevel', 'error', '-y', *command.split()], cwd=folder, check=True)
+
+
+@pytest.fixture(scope='session')
+def corpus(tmp_path_factory):
+    """corpus(name) -> path of one generated input (written on first use)."""
+    folder = tmp_path_factory.mktemp('corpus')
+    ffmpeg(folder, SOURCE)
+
+    @functools.lru_cache(maxsize=None)
+    def make(name):
+        for command in CORPUS[name][1] if name in CORPUS else BROKEN[name]:
+            ffmpeg(folder, command)
+        return str(folder / name)
+    return make
+
+
+@functools.lru_cache(maxsize=None)
+def reference(path):
+    """(rgb frames, times in ms from the first frame) of a plain sequential decode of FFmpeg's best video stream.
+
+    Times: the decoder's pts where every frame has one and they increase, else the packet dts, else the frame
+    durations added up (what the ffmpeg CLI's best-effort timestamps give for such streams).
+    """
+    with av.open(path) as container:
+        stream = container.streams.best('video')
+        decoded = [(f.to_ndarray(format='rgb24'), f.pts, f.dts, f.duration) for f in container.decode(stream)]
+        time_base = stream.time_base
+    for column in (1, 2):
+        values = [d[column] for d in decoded]
+        if None not in values and all(a < b for a, b in zip(values, values[1:])):
+            break
+    else:
+        values = list(np.cumsum([0] + [d[3] for d in decoded[:-1]]))
+    return [d[0] for d in decoded], [round((v - values[0]) * time_base * 1000) for v in values]
+
+
+@pytest.fixture(scope='session')
+def vd():
+    from checkout import load_package
+    return load_package('video_decode', ROOT / 'video_decode')
+
+
+@pytest.mark.parametrize('name', sorted(CORPUS))
+def test_each_kind_gives_the_frames_of_a_sequential_decode(vd, corpus, name):
+    path = corpus(name)
+    expected, times = reference(path)
+    assert len(expected) == CORPUS[name][0]
+    frames = vd.ffmpeg()(path)
+    assert len(frames) == len(expected) and frames.error is None
+    assert frames.timestamps == times
+    got = frames.take(range(len(frames)))  # one forward pass
+    assert all(np.array_equal(g, e) for g, e in zip(got, expected))
+    assert [g.timestamp for g in got] == times
+    spread = random.Random(name).sample(range(len(frames)), 8) + [len(frames) - 1, 0]
+    for i in spread:  # one access each: a seek (where the index allows one), checked, or a decode from the start
+        assert np.array_equal(frames[i], expected[i]), f'frame {i}'
+
+
+@pytest.mark.parametrize('name, step_ms', [('bframes.avi', 40), ('untimed.mkv', 40), ('dv.dv', 40)])
+def test_times_and_rate_come_from_the_stream_when_pts_or_header_disagree(vd, corpus, name, step_ms):
+    """AVI with B-frames carries decode-order pts; untimed packets carry none; raw DV's header says 60000 fps."""
+    frames = vd.ffmpeg()(corpus(name))
+    assert frames.timestamps == [step_ms * i for i in range(len(frames))]
+    assert frames.fps == pytest.approx(1000 / step_ms)
+    assert frames.duration == pytest.approx(len(frames) * step_ms / 1000)
+
+
+def test_clip_sampling_of_dv_spreads_over_the_video(vd, corpus):
+    """The paper's clip sampling steps by the frame rate: with the header's 60000 fps it picked [0, 299, 299, ...]."""
+    from timesformer_op.preprocess import clip_indices
+    frames = vd.ffmpeg()(corpus('dv.dv'))
+    indices = clip_indices(len(frames), 8, 4, frames.fps)  # 8 frames, every 4th at 30 fps (the 8x224 record)
+    assert indices == sorted(set(indices)) and len(indices) == 8 and indices[-1] < len(frames)
+
+
+def set_matrix(src, dst, matrix):
+    """Copy an MP4 with its video track's display matrix (tkhd, 16.16 fixed point) replaced, as phones write."""
+    data = bytearray(Path(src).read_bytes())
+    at = data.find(b'tkhd')
+    version = data[at + 4]
+    offset = at + 8 + (20 if version == 0 else 32) + 16
+    data[offset:offset + 36] = struct.pack('>9i', *matrix)
+    Path(dst).write_bytes(bytes(data))
+    return str(dst)
+
+
+@pytest.mark.parametrize('matrix, shown', [
+    ((-65536, 0, 0, 0, 65536, 0, 176 << 16, 0, 1 << 30), lambda rgb: rgb[:, ::-1]),  # mirrored left-right
+    ((65536, 0, 0, 0, -65536, 0, 0, 144 << 16, 1 << 30), lambda rgb: rgb[::-1]),  # mirrored top-bottom
+    ((0, 65536, 0, 65536, 0, 0, 0, 0, 1 << 30), lambda rgb: rgb.transpose(1, 0, 2)),  # transposed
+    ((0, -65536, 0, 65536, 0, 0, 0, 176 << 16, 1 << 30), lambda rgb: np.rot90(rgb, 1)),  # turned, not mirrored
+])
+def test_a_mirroring_display_matrix_is_shown_mirrored_not_turned(vd, corpus, tmp_path, matrix, shown):
+    """Expected images worked out from the matrix by hand: (x, y) -> (a x + c y, b x + d y), y pointing down."""
+    plain = str(Path(corpus('mpeg2.mpg')).with_name('plain.mp4'))
+    ffmpeg(Path(plain).parent, f'{SRC.format(s=1)} -c:v libx264 -pix_fmt yuv420p plain.mp4')
+    path = set_matrix(plain, tmp_path / 'matrix.mp4', matrix)
+    expected, _ = reference(plain)
+    frames = vd.ffmpeg()(path)
+    for i in (0, 12, 24):
+        assert np.array_equal(frames[i], np.ascontiguousarray(shown(expected[i])))
+
+
+@pytest.fixture(scope='module')
+def plain_http(corpus):
+    """Python's http.server over the corpus folder: it ignores Range requests, so nothing can be seeked."""
+    folder = Path(corpus('mpeg2.mpg')).parent
+    ffmpeg(folder, f'{SRC.format(s=10)} -c:v libx264 -g 50 -bf 2 long.mkv')
+    ffmpeg(folder, f'{SRC.format(s=10)} -c:v libx264 -g 50 -bf 2 moov_at_end.mp4')
+    ffmpeg(folder, f'{SRC.format(s=10)} -c:v libx264 -g 50 -bf 2 -movflags +faststart moov_first.mp4')
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{server.server_address[1]}', folder
+    server.shutdown()
+
+
+@pytest.mark.parametrize('name', ['long.mkv', 'moov_first.mp4'])
+def test_a_server_without_byte_ranges_is_read_forward(vd, plain_http, name):
+    url, folder = plain_http
+    expected, times = reference(str(folder / name))
+    frames = vd.ffmpeg()(f'{url}/{name}')
+    assert len(frames) == len(expected) == 250 and frames.timestamps == times
+    wanted = [0, 177, 178, 60, 249, 120]
+    assert all(np.array_equal(f, expected[i]) for f, i in zip(frames.take(wanted), wanted))
+    assert all(np.array_equal(f, e) for f, e in zip(frames, expected))
+
+
+def test_an_mp4_indexed_at_the_end_behind_such_a_server_says_the_server_cannot_seek(vd, plain_http):
+    url, _ = plain_http
+    with pytest.raises(vd.video_decoder.NotSeekableError, match='does not answer byte-range requests.*faststart'):
+        vd.ffmpeg()(f'{url}/moov_at_end.mp4')
+
+
+@pytest.fixture(scope='module')
+def corpus_folder(corpus, tmp_path_factory):
+    """Every corpus video, one truncated copy and one truly broken file, in one folder as a user would have them."""
+    folder = tmp_path_factory.mktemp('user_videos')
+    for name in CORPUS:
+        shutil.copy(corpus(name), folder / name)
+    data = Path(corpus('h264.flv')).read_bytes()
+    (folder / 'half_downloaded.flv').write_bytes(data[:len(data) // 2])
+    shutil.copy(corpus('no_keyframe.ts'), folder / 'no_keyframe.ts')
+    return folder
+
+
+TOWHEE_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, os.path.join(sys.argv[1], 'scripts'))
+from checkout import load_package
+op_pkg = load_package('timesformer_op', sys.argv[1])
+cfg = json.loads(sys.argv[2])
+base = op_pkg.zoo.get_cfg(cfg.pop('base'))
+import dataclasses
+op_pkg.zoo.register_model(dataclasses.replace(base, **cfg))
+from towhee import pipe, ops
+p = (pipe.input('path')
+       .map('path', 'frames', ops.video_decode.ffmpeg())
+       .map('frames', ('labels', 'scores', 'features'),
+            op_pkg.timesformer(model_name=cfg['name'], weights=sys.argv[3], device='cpu'))
+       .output('path', 'labels', 'scores', 'features'))
+for path in sys.argv[4:]:
+    try:
+        _, labels, scores, features = p(path).get()
+        print(json.dumps({'path': path, 'n': len(labels), 'dim': len(features)}))
+    except Exception as e:
+        print(json.dumps({'path': path, 'error': str(e)}))
+"""
+
+
+def test_the_seed_pipeline_classifies_every_readable_video(corpus_folder, tiny_weights, tmp_path):
+    """Through Towhee: ops.video_decode.ffmpeg resolved from a Towhee cache, then the operator (tiny model)."""
+    env = dict(os.environ, TOWHEE_HOME=str(tmp_path / 'towhee'))
+    subprocess.run([sys.executable, ROOT / 'scripts' / 'install_operators.py'], env=env, check=True)
+    paths = sorted(str(p) for p in corpus_folder.iterdir())
+    out = subprocess.run([sys.executable, '-c', TOWHEE_SCRIPT, str(ROOT), json.dumps(TINY_CFG), str(tiny_weights),
+                          *paths], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = {Path(r['path']).name: r for r in map(json.loads, out.stdout.splitlines())}
+    assert set(rows) == {Path(p).name for p in paths}
+    failed = {name for name, row in rows.items() if 'error' in row}
+    assert failed == {'no_keyframe.ts'}, {name: rows[name] for name in failed}
+    assert all(row['n'] == 5 and row['dim'] == 48 for name, row in rows.items() if name not in failed)
+
+
+def test_the_batch_job_gives_one_normal_row_per_valid_video(corpus_folder, tiny_weights, tmp_path):
+    cfg = tmp_path / 'tiny.json'
+    cfg.write_text(json.dumps(TINY_CFG))
+    out = tmp_path / 'r.parquet'
+    run = subprocess.run([sys.executable, ROOT / 'scripts' / 'videos.py', 'index', str(corpus_folder), '--out',
+                          str(out), '--model-cfg', str(cfg), '--weights', str(tiny_weights), '--no-progress'],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode in (0, 1), run.stderr[-3000:]
+    rows = {Path(r['path']).name: r for r in pq.read_table(out).to_pylist()}
+    # A folder gives its video files; a GIF is an image format, taken only when named (the seed pipeline reads it).
+    assert set(rows) == set(CORPUS) - {'anim.gif'} | {'half_downloaded.flv', 'no_keyframe.ts'}
+    errors = {name: row['error'] for name, row in rows.items() if row['error'] is not None}
+    assert set(errors) == {'half_downloaded.flv', 'no_keyframe.ts'}, errors
+    assert errors['half_downloaded.flv'].startswith('CorruptVideoError') and 'frames are readable' in errors[
+        'half_downloaded.flv']
+    assert rows['half_downloaded.flv']['labels'], 'the readable part is still classified'
+    assert errors['no_keyframe.ts'].startswith(('EmptyVideoError', 'CorruptVideoError'))
+    assert all(len(row['labels']) == 5 for name, row in rows.items() if name not in errors)
