@@ -197,8 +197,9 @@ class VideoIndex:
       mid-GOP, missing or out-of-order timestamps, AVI, MPEG-TS/PS, DV, palettized video. The decoder is the truth.
 
     `pts` holds the decoder's own pts per frame (None where it gives none) and is what a seek is checked against;
-    `ticks` are the frames' times in `time_base` units, increasing (see `_ticks`); `keyframes` are the positions a
-    seek may start from (empty: every read decodes forward from the start of the file).
+    `ticks` are the frames' times in `time_base` units, increasing (see `_ticks`; the same tuple as `pts` when the
+    pts increase); `keyframes` are the positions a seek may start from (empty: every read decodes forward from the
+    start of the file).
     """
 
     source: str
@@ -224,7 +225,7 @@ class VideoIndex:
         try:
             return cls._read(source, timeout)
         except (NotAVideoError, EmptyVideoError) as e:
-            if source.startswith(('http://', 'https://')) and not _accepts_byte_ranges(source, timeout):
+            if source.startswith(('http://', 'https://')) and _needs_seeking_but_cannot(source, timeout):
                 raise NotSeekableError(
                     f'{source}: the server does not answer byte-range requests, so the file can only be read front '
                     'to back, and this one cannot be read that way (an MP4/MOV whose index, the moov atom, is at '
@@ -268,10 +269,11 @@ class VideoIndex:
             raise EmptyVideoError(f'{source}: the video stream has no readable frames'
                                   + (f' ({problem})' if problem else ''))
         time_base = stream.time_base
-        ticks = _ticks(frames, stream, time_base)
         pts = tuple(f.pts for f in frames)
+        ticks = _ticks(frames, pts, stream, time_base)
         fps = _fps(stream, ticks, time_base)
-        seekable = _increasing(pts) and not _stateful_format(stream)
+        # A seek is checked by pts, so they must tell frames apart; they need not increase (AVI with B-frames).
+        seekable = None not in pts and len(set(pts)) == len(pts) and not _stateful_format(stream)
         keyframes = tuple(p for p, f in enumerate(frames) if f.key) if seekable else ()
         last = frames[-1].duration if frames[-1].duration and ticks is not pts else 0
         end_tick = ticks[-1] + (last or max(round(1 / (fps * time_base)), 1))
@@ -419,14 +421,13 @@ def _unit(frame):
     return _Unit(frame.pts, frame.dts, bool(frame.key_frame), frame.duration, False)
 
 
-def _ticks(frames, stream, time_base):
+def _ticks(frames, pts, stream, time_base):
     """Frame times in `time_base` units: the decoder's pts when every frame has one and they increase; else the
     packet dts they came from, when those do; else the frames' durations added up (1/fps where a frame has none).
 
-    The same choice FFmpeg's best-effort timestamp makes for whole streams: AVI with B-frames carries decode-order
-    pts, and an untimed stream carries none.
+    Made once per stream, in the spirit of FFmpeg's best-effort timestamp (which counts faulty pts and dts frame by
+    frame): AVI with B-frames carries decode-order pts, and an untimed stream carries none.
     """
-    pts = tuple(f.pts for f in frames)
     if _increasing(pts):
         return pts
     dts = tuple(f.dts for f in frames)
@@ -446,20 +447,20 @@ def _increasing(values):
 
 
 def _fps(stream, ticks, time_base):
-    """The header's frame rate when the timestamps agree with it (within 1 %, by the mean or the median frame
-    interval), else the rate of the median interval.
+    """The header's frame rate unless the timestamps contradict it, else the mean rate the timestamps show.
 
-    Some headers are wrong (DV in its raw container reports 60000 fps for 25 fps video); the median is not moved by
-    one long gap (a stream-copy trim's last frame) or a few dropped frames.
+    Contradict: more than 10 % away from both the mean and the median frame interval's rate (the median is not moved
+    by one long gap, such as a stream-copy trim's last frame; the mean is what a variable frame rate averages to).
+    Some headers are plainly wrong: raw DV's says 60000 fps for 25 fps video.
     """
     header = stream.average_rate or stream.guessed_rate
     if len(ticks) < 2 or ticks[-1] <= ticks[0]:
         return float(header) if header else 25.0
     mean = (len(ticks) - 1) / float((ticks[-1] - ticks[0]) * time_base)
     median = 1 / float(statistics.median(b - a for a, b in zip(ticks, ticks[1:])) * time_base)
-    if header and min(abs(float(header) / rate - 1) for rate in (mean, median)) <= 0.01:
+    if header and min(abs(float(header) / rate - 1) for rate in (mean, median)) <= 0.1:
         return float(header)
-    return median
+    return mean
 
 
 def _short_of_header(span, container, stream):
@@ -590,7 +591,7 @@ def _walk(index, frames, position, wanted, synced):
             target = index.pts[position]
             if frame.pts == target and frame.key_frame:
                 synced = True
-            elif frame.pts is not None and frame.pts > target:
+            elif index.ticks is index.pts and frame.pts is not None and frame.pts > target:  # pts in order
                 raise _OffTrack(f'the seek landed after the keyframe at pts {target}')
             else:
                 continue  # decoded on the way to the keyframe, or a leading frame of an open GOP
@@ -667,14 +668,15 @@ def _orientation(frame):
     return mirror, round(-math.degrees(math.atan2(b, a)) / 90) % 4
 
 
-def _accepts_byte_ranges(url, timeout):
-    """Whether an http(s) server answers a Range request with 206 Partial Content (what seeking needs)."""
-    request = urllib.request.Request(url, headers={'Range': 'bytes=0-0'})
+def _needs_seeking_but_cannot(url, timeout):
+    """Whether an http(s) server ignores byte ranges (no 206 to a Range request) and serves an ISO media file
+    (MP4/MOV: an `ftyp` box first), whose index may be at its end: then only seeking can read it."""
+    request = urllib.request.Request(url, headers={'Range': 'bytes=0-11'})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status == 206
-    except (OSError, ValueError):  # urllib's errors are OSErrors; the open error already raised says more
-        return True
+            return response.status != 206 and response.read(12)[4:8] == b'ftyp'
+    except (OSError, ValueError):  # urllib's errors are OSErrors; the error already raised says more
+        return False
 
 
 def _open(source, timeout):
