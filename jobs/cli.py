@@ -11,9 +11,11 @@ import json
 import sys
 import warnings
 
+from .errors import JobError
 from .operators import DEFAULT_MODEL, OperatorSpec, read_model_cfg
 
 EXIT_JOB_ERROR = 1  # the job could not run (weights, settings, output state); each video's failure is not one
+EXIT_IN_USE = 2  # a file the job needs (the output, a Milvus Lite .db) is held by another process: errors.InUseError
 EXIT_INTERRUPTED = 130
 
 
@@ -174,12 +176,12 @@ def main(argv=None) -> int:
         print('interrupted: finished videos are saved; run the same command again to resume', file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a job-level failure: one clear message, no traceback
-        message = str(e) if type(e).__name__ in _PLAIN else f'{type(e).__name__}: {e}'
-        if type(e).__name__ == 'WeightsUnavailableError':
+        checkpoints = sys.modules.get('timesformer_op.checkpoints')  # loaded if the error can come from it
+        weights_errors = (checkpoints.WeightsUnavailableError, checkpoints.CheckpointError) if checkpoints else ()
+        # These messages already say what went wrong and what to do; others get their type's name in front.
+        plain = isinstance(e, (JobError, ValueError, *weights_errors))
+        message = str(e) if plain else f'{type(e).__name__}: {e}'
+        if checkpoints is not None and isinstance(e, checkpoints.WeightsUnavailableError):
             message += '\nOn the command line: --weights FILE_OR_DIR.'
         print(f'error: {message}', file=sys.stderr)
-        return EXIT_JOB_ERROR
-
-
-# Errors whose message already says what went wrong and what to do.
-_PLAIN = {'WeightsUnavailableError', 'CheckpointError', 'JobStateError', 'ValueError', 'ReplicaStartError'}
+        return e.exit_code if isinstance(e, JobError) else EXIT_JOB_ERROR
