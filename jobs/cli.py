@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help='also write a chunk when this many seconds passed since the last one')
     index.add_argument('--retry-failed', action='store_true', help='process again the videos recorded with an error')
     index.add_argument('--overwrite', action='store_true',
-                       help='discard the existing output and unfinished state instead of resuming')
+                       help='discard the existing output and unfinished state instead of resuming (with --milvus, '
+                            'the collection then mirrors the new output: videos no longer in it are removed)')
     index.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
     ray = index.add_argument_group('engine')
     ray.add_argument('--engine', choices=('local', 'ray'), default='local',
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument('--gpus-per-worker', type=float, default=None,
                      help='Ray: GPUs per replica; default 1 when the cluster has GPUs, else 0')
     ray.add_argument('--batch-size', type=int, default=1, help='Ray: videos per map_batches call (default 1)')
-    _milvus_args(index, required=False)
+    _milvus_args(index, required=False, mirror=True)
     _model_args(index)
 
     search = commands.add_parser('search', help='embed a video and list the most similar indexed videos',
@@ -113,10 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _milvus_args(parser: argparse.ArgumentParser, required: bool) -> None:
+def _milvus_args(parser: argparse.ArgumentParser, required: bool, mirror: bool = False) -> None:
     group = parser.add_argument_group('milvus')
     group.add_argument('--milvus', required=required, default=None, metavar='URI',
-                       help='Milvus Lite file (./videos.db, embedded) or server URI (http://host:19530)')
+                       help='Milvus Lite file (./videos.db, embedded) or server URI (http://host:19530)'
+                            + ('. The collection mirrors --out: after the run it holds exactly the processed rows '
+                               'of that one file (others are removed), and indexing another --out or other '
+                               'settings into it is refused' if mirror else ''))
     group.add_argument('--collection', default='videos', help='collection name (default videos)')
     group.add_argument('--milvus-token', default=None, help='server token (user:password); or MILVUS_TOKEN')
 
@@ -144,7 +148,8 @@ def _index(args) -> int:
     if summary.processed:
         line += f', {summary.videos_per_s:.2f} videos/s'
     if summary.milvus is not None:
-        line += f'; Milvus {args.collection}: {summary.milvus[0]} upserted, {summary.milvus[1]} removed (failed)'
+        line += (f'; Milvus {args.collection}: {summary.milvus[0]} upserted, {summary.milvus[1]} removed '
+                 f'(failed or no longer in the output)')
     print(line)
     return 0
 
