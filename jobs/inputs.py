@@ -12,6 +12,7 @@ one without symlinks in it. Folders are walked following symlinks, each real fol
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import re
@@ -86,6 +87,85 @@ def _walk(directory: str) -> list[str]:
                 found.append(entry.path)
         stack.extend(reversed(subfolders))
     return found
+
+
+def _entries(directory: str, hidden: bool) -> list[tuple[str, ...]]:
+    """Every file and folder under `directory` as path components relative to it (hidden ones only if `hidden`),
+    following symlinks but entering each real folder once."""
+    found: list[tuple[str, ...]] = []
+    entered: set[tuple[int, int]] = set()
+    stack: list[tuple[str, ...]] = [()]
+    while stack:
+        relative = stack.pop()
+        key = _identity(os.path.join(directory, *relative))
+        if key is None or key in entered:
+            continue
+        entered.add(key)
+        try:
+            with os.scandir(os.path.join(directory, *relative)) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+        except OSError:
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith('.') and not hidden:
+                continue
+            found.append((*relative, entry.name))
+            try:
+                if entry.is_dir():
+                    subfolders.append((*relative, entry.name))
+            except OSError:
+                pass
+        stack.extend(reversed(subfolders))
+    return found
+
+
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Glob matching by path component: `**` is any number of folders (none included), other components are
+    fnmatch patterns of one name, and a hidden name matches only a pattern that starts with a dot."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == '**':
+        for i in range(len(parts) + 1):
+            if _matches(parts[i:], rest):
+                return True
+            if i < len(parts) and parts[i].startswith('.'):
+                return False  # `**` does not go through hidden folders
+        return False
+    return (bool(parts) and (not parts[0].startswith('.') or head.startswith('.'))
+            and fnmatch.fnmatchcase(parts[0], head) and _matches(parts[1:], rest))
+
+
+def _glob(pattern: str) -> list[str]:
+    """`glob.glob(pattern, recursive=True)`, sorted, except that `**` follows each real folder once: glob's own
+    `**` follows symlinks into loops without end (two loops in one folder: 2^40 paths)."""
+    pattern = os.path.expanduser(pattern)
+    components = pattern.split(os.sep)
+    if '**' not in components:
+        return sorted(glob.glob(pattern))  # as deep as the pattern, no deeper: a loop cannot run away
+    folders_only = components[-1] == ''  # `clips/**/`: folders, named with a trailing separator
+    if folders_only:
+        components = components[:-1]
+    first = components.index('**')
+    prefix, rest = os.sep.join(components[:first]), tuple(components[first:])
+    hidden = any(part.startswith('.') for part in rest)
+    bases = [prefix] if prefix and not _GLOB_CHARS & set(prefix) else glob.glob(prefix) if prefix else ['']
+    found = []
+    for base in bases:
+        root = base or os.curdir
+        if not os.path.isdir(root):
+            continue
+        if _matches((), rest) and base:
+            found.append(os.path.join(base, ''))  # `dir/**` names dir itself, as glob does
+        for parts in _entries(root, hidden):
+            if _matches(parts, rest):
+                path = os.path.join(base, *parts)
+                if not folders_only:
+                    found.append(path)
+                elif os.path.isdir(path):
+                    found.append(os.path.join(path, ''))
+    return sorted(found)
 
 
 _LINE_BREAK = re.compile('\r\n|\r|\n')  # what editors write; not str.splitlines(), whose breaks (\x0c,
@@ -166,7 +246,7 @@ def expand(items: Iterable[str], warn=None) -> list[str]:
                 else:
                     add(entry)
         elif not os.path.exists(item) and _GLOB_CHARS & set(item):
-            matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
+            matches = _glob(item)
             # `clips/*.avi` takes what it names; `clips/*` or `**/*` takes only video files.
             suffix = Path(item).suffix
             explicit = bool(suffix) and not _GLOB_CHARS & set(suffix)

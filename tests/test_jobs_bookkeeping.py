@@ -85,15 +85,18 @@ def test_symlink_loops_and_links_make_each_real_file_one_input(tiny_weights, tmp
     for i, name in enumerate(('c0.mp4', 'c1.mp4', 'sub/c2.mp4')):
         clip(clips / name, i)
     os.symlink('.', clips / 'loop')  # the reported loop: clips/loop/loop/... -> clips
+    os.symlink('.', clips / 'loop2')  # with two, glob's own `**` would walk 2^40 paths
     os.symlink('..', clips / 'sub' / 'up')  # a loop through the parent
     os.symlink('c0.mp4', clips / 'a_alias.mp4')  # sorts before its target
     os.link(clips / 'c1.mp4', clips / 'hard.mp4')  # the same file under a second name
     os.symlink(str(clips / 'sub'), tmp_path / 'sub_link')
 
     found = inputs.expand([clips, tmp_path / 'sub_link', clips / 'loop' / 'loop' / 'c1.mp4',
-                           str(clips / 'loop' / '*.mp4')])
+                           str(clips / 'loop' / '*.mp4'), str(clips / '**' / '*.mp4'), str(tmp_path / '**')])
     # Real names win over names through symlinks; each real file once; folders before what they hold.
     assert found == [str(clips / 'c0.mp4'), str(clips / 'c1.mp4'), str(clips / 'sub' / 'c2.mp4')]
+    # Named only through a link: that name, once (glob itself would list loop2/sub, loop2/loop/sub, ...).
+    assert inputs.expand([str(clips / 'loop2' / '**' / 'c2.mp4')]) == [str(clips / 'loop2' / 'sub' / 'c2.mp4')]
 
     out = tmp_path / 'r.parquet'
     summary = runner.run_index([clips], out, spec(tiny_weights), progress=False)
