@@ -80,11 +80,19 @@ class OperatorSpec:
     def signature(self) -> dict[str, Any]:
         """What determines the results (not the device or batching): a resumed run must match it.
 
-        The weights by content (`weights_sha256`, None for the released file of `model_name`), not by path; the
+        The weights by content (`weights_sha256`), not by path: without `weights`, the released file in torch's hub
+        cache (so naming that file with --weights is the same weights), None while it is not downloaded. The
         operator options with the operator's defaults filled in, so `--num-crops 1` and no `--num-crops` agree.
         Raises `FileNotFoundError` when `weights` names nothing.
         """
-        return {'model_name': self.model_name, 'weights_sha256': weights_sha256(self.weights), 'topk': self.topk,
+        weights = self.weights
+        if weights is None:
+            if self.model_cfg is not None:
+                register_model_cfg(self.model_cfg)
+            package = operator_package()
+            released = package.checkpoints.cache_path(package.zoo.get_cfg(self.model_name))
+            weights = released if released.is_file() else None
+        return {'model_name': self.model_name, 'weights_sha256': weights_sha256(weights), 'topk': self.topk,
                 'model_cfg': self.model_cfg, 'options': {**operator_defaults(), **self.options}}
 
 
@@ -116,7 +124,7 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:  # keyed by size and mt
 
 
 def weights_sha256(weights: str | os.PathLike | None) -> str | None:
-    """SHA-256 (hex) of the weights file (of the model file of an HF directory); None for None (the release)."""
+    """SHA-256 (hex) of the weights file (of the model file of an HF directory); None for None."""
     if weights is None:
         return None
     path = _weights_file(Path(weights))

@@ -214,6 +214,24 @@ def test_a_finished_output_is_not_extended_with_other_weights_or_topk(tiny_weigh
     assert milvus_paths(db) == {row['path'] for row in rows}
 
 
+def test_the_released_weights_and_the_same_file_named_with_weights_are_the_same_settings(tiny_weights, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    package = operators.operator_package()
+    operators.register_model_cfg(TINY_CFG)
+    released = package.checkpoints.cache_path(package.zoo.get_cfg(TINY))
+    released.parent.mkdir(parents=True)
+    shutil.copy(tiny_weights, released)
+    clips = tmp_path / 'clips'
+    clip(clips / 'c0.mp4', 0)
+    out = tmp_path / 'r.parquet'
+    runner.run_index([clips], out, operators.OperatorSpec(model_name=TINY, model_cfg=TINY_CFG), progress=False)
+    clip(clips / 'c1.mp4', 1)
+    again = runner.run_index([clips], out, spec(released), progress=False)
+    assert (again.skipped, again.processed) == (1, 1)
+    assert results.read_settings(out)['weights_sha256'] == operators.weights_sha256(tiny_weights)
+
+
 def test_an_output_without_recorded_settings_is_not_extended(tiny_weights, tmp_path):
     clips = tmp_path / 'clips'
     clip(clips / 'c0.mp4', 0)
@@ -244,11 +262,12 @@ def test_a_refused_run_leaves_the_output_folder_byte_for_byte_and_the_original_c
         runner.run_index([clips], out, spec(weights_b), milvus=str(db), progress=False)
     assert snapshot(tmp_path) == before and not parts.exists()
 
-    # An unfinished job (killed after one chunk): refused alike, its sidecar untouched.
+    # An unfinished job (killed after one chunk, and during the next write): refused alike, its sidecar untouched.
     with results.ResultStore(out, 48, spec(tiny_weights).signature()) as store:
         store.write_chunk([{'path': str(clips / 'c1.mp4'), 'model': TINY, 'duration': 1.0, 'labels': ['a'],
                             'scores': [0.5], 'feature': np.ones(48, np.float32), 'decode_s': 0.1, 'model_s': 0.1,
                             'error': None}])
+    (parts / '.tmp-0123abcd').write_bytes(b'PAR1 half a chunk')
     before = snapshot(tmp_path)
     with pytest.raises(errors.SettingsMismatchError, match='unfinished job with other settings'):
         runner.run_index([clips], out, spec(weights_b), milvus=str(db), progress=False)
