@@ -229,15 +229,16 @@ class ResultStore:
                 self._clear()
             else:
                 self.check()  # again, under the lock: another job may have finished or started meanwhile
+            self._chunks = sorted(self.parts.glob('chunk-*.parquet'))
+            if self.out.exists():
+                self._previous = read_output(self.out, self.fmt)
+                self._check_previous()
+            # Every check passed: from here on this run writes.
             for stale in self.parts.glob('.tmp-*'):
                 stale.unlink()  # a write cut off by a kill: its rows were never done
             job = self.parts / 'job.json'
             if not job.exists():
                 self._atomic_write(job, lambda tmp: tmp.write_text(json.dumps(self._job_record(), indent=1)))
-            self._chunks = sorted(self.parts.glob('chunk-*.parquet'))
-            if self.out.exists():
-                self._previous = read_output(self.out, self.fmt)
-                self._check_previous()
         except BaseException:
             self._unlock()
             if created:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .errors import JobError, MilvusSyncError
+from .errors import JobError, MilvusInUseError, MilvusSyncError
 from .indexer import Indexer
 from .inputs import expand
 from .operators import OperatorSpec, build_operator
@@ -165,6 +165,9 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
         try:
             with MilvusStore(milvus, collection, milvus_token) as index:
                 summary.milvus = index.sync(rows, settings, dim, str(store.out), replace=overwrite)
+        except MilvusInUseError as e:
+            raise MilvusInUseError(f'{store.out} is complete ({len(rows)} rows), but Milvus was not updated: {e}. '
+                                   f'Then run the command again, without --overwrite, to update it.') from None
         except JobError:
             raise
         except Exception as e:  # noqa: BLE001 - whatever Milvus raised: the output is complete, the index is not
