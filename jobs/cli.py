@@ -161,7 +161,7 @@ def _search(args) -> int:
     spec = _spec(args)
     row = embed(args.video, spec)
     with MilvusStore(args.milvus, args.collection, args.milvus_token) as store:
-        hits = store.search(row['feature'], args.k, spec.model_name)
+        hits = store.search(row['feature'], args.k, spec.model_name, spec.signature())
     if args.json:
         print(json.dumps({'query': row['path'], 'label': row['labels'][0], 'results': hits}, indent=1))
         return 0

@@ -273,13 +273,29 @@ class MilvusStore:
         result = self.client.query(self.collection, filter='', output_fields=['count(*)'])
         return int(result[0]['count(*)'])
 
-    def search(self, vector: Sequence[float], k: int, model: str) -> list[dict[str, Any]]:
-        """The k nearest videos: [{'path', 'distance' (cosine similarity: 1 = same direction), 'label', 'score'}]."""
+    def search(self, vector: Sequence[float], k: int, model: str,
+               settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The k nearest videos: [{'path', 'distance' (cosine similarity: 1 = same direction), 'label', 'score'}].
+
+        `settings` (`OperatorSpec.signature()` of the query's embedding): when given, the collection's vectors must
+        have been made with the same ones (top-k aside, which does not change a vector), else
+        `MilvusCollectionError`."""
         info = self._info()
         if info is None:
             raise ValueError(f'no collection {self.collection!r} at {self.uri}; index videos into it first '
                              f'(videos.py index ... --milvus {self.uri})')
         self._check_model(info, model, len(vector))
+        if settings is not None and info['settings'] is not None:
+            current = json.loads(json.dumps(settings))
+            differences = [f'  {key}: {json.dumps(info["settings"].get(key))} there, '
+                           f'{json.dumps(current.get(key))} for the query'
+                           for key in dict.fromkeys([*info['settings'], *current])
+                           if key != 'topk' and info['settings'].get(key) != current.get(key)]
+            if differences:
+                raise MilvusCollectionError(
+                    f'Milvus collection {self.collection!r} at {self.uri} holds vectors made with other settings '
+                    f'than the query\'s:\n' + '\n'.join(differences)
+                    + '\nSearch with the model options the collection was indexed with.')
         self.client.load_collection(self.collection)  # a reopened Milvus Lite file starts released
         hits = self.client.search(self.collection, data=[[float(x) for x in vector]], limit=k,
                                   search_params={'metric_type': 'COSINE'},

@@ -347,8 +347,10 @@ def test_overwrite_with_fewer_videos_removes_the_dropped_ones_from_milvus(tiny_w
     assert [row['path'] for row in read_rows(out)] == [str(fewer[0])]
     with milvus_store.MilvusStore(str(db)) as store:
         row = read_rows(out)[0]
-        hit = store.search(row['feature'], 1, TINY)[0]
+        hit = store.search(row['feature'], 1, TINY, spec(weights_b, topk=1).signature())[0]
         assert hit['path'] == row['path'] and hit['distance'] == pytest.approx(1.0, abs=1e-5)
+        with pytest.raises(errors.MilvusCollectionError, match='weights_sha256'):  # a query of the old weights
+            store.search(row['feature'], 1, TINY, spec(tiny_weights).signature())
 
 
 # -- Also: the DuckDB query of docs/batch_jobs.md ------------------------------------------------------------------
