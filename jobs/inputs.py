@@ -45,12 +45,21 @@ def _absolute(path: str, base: str | None = None) -> str:
 
 
 def _identity(path: str) -> tuple[int, int] | None:
-    """(device, inode) of the file `path` names after following symlinks; None when it does not exist."""
+    """(device, inode) of the file `path` names after following symlinks; None when it does not exist, or when the
+    file system reports no inode numbers (0, as some network and FUSE file systems do)."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
         return None
-    return st.st_dev, st.st_ino
+    return (st.st_dev, st.st_ino) if st.st_ino else None
+
+
+def _folder_key(path: str):
+    """What tells real folders apart: (device, inode), or the resolved path where there are no inode numbers;
+    None when `path` is not there."""
+    if not os.path.exists(path):
+        return None
+    return _identity(path) or os.path.realpath(path)
 
 
 def _via_symlink(path: str) -> bool:
@@ -61,11 +70,11 @@ def _walk(directory: str) -> list[str]:
     """Video files under `directory`, recursively: a folder's files (sorted), then its subfolders (sorted), hidden
     folders skipped. Symlinks are followed, but each real folder is entered once, so a loop ends."""
     found = []
-    entered: set[tuple[int, int]] = set()
+    entered: set = set()  # _folder_key of each folder entered
     stack = [directory]
     while stack:
         folder = stack.pop()
-        key = _identity(folder)
+        key = _folder_key(folder)
         if key is None or key in entered:
             continue
         entered.add(key)
@@ -93,11 +102,11 @@ def _entries(directory: str, hidden: bool) -> list[tuple[str, ...]]:
     """Every file and folder under `directory` as path components relative to it (hidden ones only if `hidden`),
     following symlinks but entering each real folder once."""
     found: list[tuple[str, ...]] = []
-    entered: set[tuple[int, int]] = set()
+    entered: set = set()  # _folder_key of each folder entered
     stack: list[tuple[str, ...]] = [()]
     while stack:
         relative = stack.pop()
-        key = _identity(os.path.join(directory, *relative))
+        key = _folder_key(os.path.join(directory, *relative))
         if key is None or key in entered:
             continue
         entered.add(key)

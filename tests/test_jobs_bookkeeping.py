@@ -104,6 +104,22 @@ def test_symlink_loops_and_links_make_each_real_file_one_input(tiny_weights, tmp
     assert [row['path'] for row in read_rows(out)] == found
 
 
+def test_without_inode_numbers_loops_still_end_and_names_are_not_merged(tmp_path, monkeypatch):
+    """Some network and FUSE file systems report inode 0 for every file: that must not make all files one."""
+    clips = tmp_path / 'clips'
+    for name in ('c0.mp4', 'c1.mp4', 'sub/c2.mp4'):
+        (clips / name).parent.mkdir(parents=True, exist_ok=True)
+        (clips / name).write_bytes(b'')
+    os.symlink('.', clips / 'loop')
+    os.symlink('c0.mp4', clips / 'a_alias.mp4')
+    real_stat = os.stat
+    monkeypatch.setattr(os, 'stat', lambda path, *a, **kw: os.stat_result(
+        (*tuple(real_stat(path, *a, **kw))[:1], 0, *tuple(real_stat(path, *a, **kw))[2:])))
+    assert os.stat(clips / 'c0.mp4').st_ino == 0
+    assert inputs.expand([clips, str(clips / '**' / '*.mp4')]) == [
+        str(clips / name) for name in ('a_alias.mp4', 'c0.mp4', 'c1.mp4', 'sub/c2.mp4')]
+
+
 def test_a_list_file_reads_the_way_editors_write_it(tmp_path):
     clips = tmp_path / 'clips'
     names = ['plain.mp4', 'with space.mp4', ' lead.mp4', 'trail.mp4 ', 'quoted.mp4', 'tab\tname.mp4', 'é ü.mp4']
