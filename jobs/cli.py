@@ -155,10 +155,15 @@ def _index(args) -> int:
 
 
 def _search(args) -> int:
+    from . import milvus_store
+    from .errors import MilvusUnavailableError
     from .milvus_store import MilvusStore
     from .runner import embed
 
     spec = _spec(args)
+    if not milvus_store.exists(args.milvus):  # opening it would create an empty database
+        raise MilvusUnavailableError(f'no Milvus Lite database at {milvus_store.resolve_uri(args.milvus)}; index '
+                                     f'videos into it first (videos.py index ... --milvus {args.milvus})')
     row = embed(args.video, spec)
     with MilvusStore(args.milvus, args.collection, args.milvus_token) as store:
         hits = store.search(row['feature'], args.k, spec.model_name, spec.signature())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -162,6 +163,8 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
     if milvus is not None:
         from .milvus_store import MilvusStore
 
+        if '://' not in milvus:
+            os.makedirs(os.path.dirname(milvus), exist_ok=True)  # as for --out; Milvus Lite creates only the .db
         try:
             with MilvusStore(milvus, collection, milvus_token) as index:
                 summary.milvus = index.sync(rows, settings, dim, str(store.out), replace=overwrite)

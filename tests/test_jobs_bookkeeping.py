@@ -391,3 +391,12 @@ def test_the_documented_duckdb_similarity_query_runs(tiny_weights, tmp_path):
     assert [p for p, _ in found] == sorted(cosine, key=cosine.get, reverse=True)
     for path, similarity in found:
         assert similarity == pytest.approx(cosine[path], abs=1e-5)
+
+
+def test_a_milvus_lite_database_in_a_new_folder_is_created_at_the_end_only(tiny_weights, tmp_path):
+    pytest.importorskip('milvus_lite')
+    clips = tmp_path / 'clips'
+    clip(clips / 'c0.mp4', 0)
+    db = tmp_path / 'new' / 'folder' / 'videos.db'
+    summary = runner.run_index([clips], tmp_path / 'r.parquet', spec(tiny_weights), milvus=str(db), progress=False)
+    assert summary.milvus == (1, 0) and milvus_paths(db) == {str(clips / 'c0.mp4')}
