@@ -11,9 +11,11 @@ import json
 import sys
 import warnings
 
+from .errors import JobError
 from .operators import DEFAULT_MODEL, OperatorSpec, read_model_cfg
 
 EXIT_JOB_ERROR = 1  # the job could not run (weights, settings, output state); each video's failure is not one
+EXIT_IN_USE = 2  # a file the job needs (the output, a Milvus Lite .db) is held by another process: errors.InUseError
 EXIT_INTERRUPTED = 130
 
 
@@ -73,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help='also write a chunk when this many seconds passed since the last one')
     index.add_argument('--retry-failed', action='store_true', help='process again the videos recorded with an error')
     index.add_argument('--overwrite', action='store_true',
-                       help='discard the existing output and unfinished state instead of resuming')
+                       help='discard the existing output and unfinished state instead of resuming (with --milvus, '
+                            'the collection then mirrors the new output: videos no longer in it are removed)')
     index.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
     ray = index.add_argument_group('engine')
     ray.add_argument('--engine', choices=('local', 'ray'), default='local',
@@ -86,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument('--gpus-per-worker', type=float, default=None,
                      help='Ray: GPUs per replica; default 1 when the cluster has GPUs, else 0')
     ray.add_argument('--batch-size', type=int, default=1, help='Ray: videos per map_batches call (default 1)')
-    _milvus_args(index, required=False)
+    _milvus_args(index, required=False, mirror=True)
     _model_args(index)
 
     search = commands.add_parser('search', help='embed a video and list the most similar indexed videos',
@@ -111,10 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _milvus_args(parser: argparse.ArgumentParser, required: bool) -> None:
+def _milvus_args(parser: argparse.ArgumentParser, required: bool, mirror: bool = False) -> None:
     group = parser.add_argument_group('milvus')
     group.add_argument('--milvus', required=required, default=None, metavar='URI',
-                       help='Milvus Lite file (./videos.db, embedded) or server URI (http://host:19530)')
+                       help='Milvus Lite file (./videos.db, embedded) or server URI (http://host:19530)'
+                            + ('. The collection mirrors --out: after the run it holds exactly the processed rows '
+                               'of that one file (others are removed), and indexing another --out or other '
+                               'settings into it is refused' if mirror else ''))
     group.add_argument('--collection', default='videos', help='collection name (default videos)')
     group.add_argument('--milvus-token', default=None, help='server token (user:password); or MILVUS_TOKEN')
 
@@ -142,19 +148,25 @@ def _index(args) -> int:
     if summary.processed:
         line += f', {summary.videos_per_s:.2f} videos/s'
     if summary.milvus is not None:
-        line += f'; Milvus {args.collection}: {summary.milvus[0]} upserted, {summary.milvus[1]} removed (failed)'
+        line += (f'; Milvus {args.collection}: {summary.milvus[0]} upserted, {summary.milvus[1]} removed '
+                 f'(failed or no longer in the output)')
     print(line)
     return 0
 
 
 def _search(args) -> int:
+    from . import milvus_store
+    from .errors import MilvusUnavailableError
     from .milvus_store import MilvusStore
     from .runner import embed
 
     spec = _spec(args)
+    if not milvus_store.exists(args.milvus):  # opening it would create an empty database
+        raise MilvusUnavailableError(f'no Milvus Lite database at {milvus_store.resolve_uri(args.milvus)}; index '
+                                     f'videos into it first (videos.py index ... --milvus {args.milvus})')
     row = embed(args.video, spec)
     with MilvusStore(args.milvus, args.collection, args.milvus_token) as store:
-        hits = store.search(row['feature'], args.k, spec.model_name)
+        hits = store.search(row['feature'], args.k, spec.model_name, spec.signature())
     if args.json:
         print(json.dumps({'query': row['path'], 'label': row['labels'][0], 'results': hits}, indent=1))
         return 0
@@ -174,12 +186,12 @@ def main(argv=None) -> int:
         print('interrupted: finished videos are saved; run the same command again to resume', file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a job-level failure: one clear message, no traceback
-        message = str(e) if type(e).__name__ in _PLAIN else f'{type(e).__name__}: {e}'
-        if type(e).__name__ == 'WeightsUnavailableError':
+        checkpoints = sys.modules.get('timesformer_op.checkpoints')  # loaded if the error can come from it
+        weights_errors = (checkpoints.WeightsUnavailableError, checkpoints.CheckpointError) if checkpoints else ()
+        # These messages already say what went wrong and what to do; others get their type's name in front.
+        plain = isinstance(e, (JobError, ValueError, *weights_errors))
+        message = str(e) if plain else f'{type(e).__name__}: {e}'
+        if checkpoints is not None and isinstance(e, checkpoints.WeightsUnavailableError):
             message += '\nOn the command line: --weights FILE_OR_DIR.'
         print(f'error: {message}', file=sys.stderr)
-        return EXIT_JOB_ERROR
-
-
-# Errors whose message already says what went wrong and what to do.
-_PLAIN = {'WeightsUnavailableError', 'CheckpointError', 'JobStateError', 'ValueError', 'ReplicaStartError'}
+        return e.exit_code if isinstance(e, JobError) else EXIT_JOB_ERROR

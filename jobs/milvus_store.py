@@ -2,21 +2,76 @@
 
 `uri` is a Milvus Lite file (`./videos.db`, embedded, in-process; the `.db` is a directory) or a server URI
 (`http://host:19530`). Collection fields: `path` (primary key), `label` and `score` (the top-1 prediction),
-`duration`, and `vector` (the model's feature, COSINE index). A collection property records the model, so
-a search with another model is refused instead of returning nonsense.
+`duration`, and `vector` (the model's feature, COSINE index).
+
+A collection mirrors one output file: collection properties record the settings its vectors were made with
+(`OperatorSpec.signature()`: model, weights by SHA-256, top-k, options) and the output file, and after each run it
+holds exactly the output's processed rows. Indexing other settings or another output into it is refused; a search
+with another model is refused instead of returning nonsense.
+
+Paths are strings of any characters (quotes, backslashes, newlines). pymilvus's delete-by-ids pastes them into a
+filter expression unescaped, so deletions here build the expression themselves with `string_literal`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .errors import MilvusCollectionError, MilvusInUseError, MilvusUnavailableError
+
 MAX_PATH_BYTES = 4096
-_MODEL_PROPERTY = 'timesformer.model'  # a collection property (Milvus Lite does not keep descriptions)
+_MODEL_PROPERTY = 'timesformer.model'  # collection properties (Milvus Lite does not keep descriptions)
+_SETTINGS_PROPERTY = 'timesformer.settings'
+_OUTPUT_PROPERTY = 'timesformer.output'
 _BATCH = 500  # entities per upsert call
+_FILTER_CHARS = 1 << 16  # characters of paths per delete expression
+# The escapes both Milvus's expression grammar and Milvus Lite's parser read; every other character stands for itself.
+_ESCAPES = {'\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
+
+
+def string_literal(value: str) -> str:
+    """`value` as a double-quoted Milvus expression string literal that reads back as exactly `value`."""
+    return '"' + ''.join(_ESCAPES.get(ch, ch) for ch in value) + '"'
+
+
+def in_filter(field: str, values: Sequence[str]) -> str:
+    """The expression `field in ["v1", "v2", ...]`, every value escaped."""
+    return f'{field} in [{", ".join(string_literal(v) for v in values)}]'
+
+
+def exists(uri: str) -> bool:
+    """False for a Milvus Lite file that does not exist yet (opening it would create it); True otherwise."""
+    uri = resolve_uri(uri)
+    return '://' in uri or os.path.exists(uri)
+
+
+def _lite_locked(path: str) -> bool:
+    """Whether another process holds the Milvus Lite database at `path` (its advisory lock file)."""
+    try:
+        import fcntl
+
+        from milvus_lite.db import LOCK_FILENAME
+    except ImportError:
+        return False
+    lock = os.path.join(path, LOCK_FILENAME)
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def resolve_uri(uri: str) -> str:
@@ -30,10 +85,8 @@ def resolve_uri(uri: str) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_lite_server(uri: str):
-    """pymilvus waits for a new index with an AllocTimestamp call that Milvus Lite does not implement: the
-    in-process server logs a traceback, pymilvus carries on and the index is built. Hide only that log."""
-    logger = logging.getLogger('grpc._server')
+def _quiet_logger(uri: str, name: str):
+    logger = logging.getLogger(name)
     level = logger.level
     if '://' not in uri:
         logger.setLevel(logging.CRITICAL)
@@ -43,13 +96,32 @@ def _quiet_lite_server(uri: str):
         logger.setLevel(level)
 
 
+def _quiet_lite_server(uri: str):
+    """pymilvus waits for a new index with an AllocTimestamp call that Milvus Lite does not implement: the
+    in-process server logs a traceback, pymilvus carries on and the index is built. Hide only that log."""
+    return _quiet_logger(uri, 'grpc._server')
+
+
 class MilvusStore:
+    """One collection. Raises `MilvusInUseError` when a Milvus Lite `.db` is open in another process,
+    `MilvusUnavailableError` when Milvus cannot be opened otherwise."""
+
     def __init__(self, uri: str, collection: str = 'videos', token: str | None = None):
         from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
 
         self.uri = resolve_uri(uri)
         self.collection = collection
-        self.client = MilvusClient(self.uri, token=token or os.environ.get('MILVUS_TOKEN', ''))
+        try:
+            # Milvus Lite logs a traceback of its own when it cannot start; the error below says it in one line.
+            with _quiet_logger(self.uri, 'milvus_lite'):
+                self.client = MilvusClient(self.uri, token=token or os.environ.get('MILVUS_TOKEN', ''))
+        except MilvusException as e:
+            if '://' not in self.uri and _lite_locked(self.uri):
+                raise MilvusInUseError(
+                    f'Milvus Lite database {self.uri} is in use by another process (Milvus Lite opens a .db in one '
+                    f'process at a time); wait for that process to finish or stop it, then run again') from None
+            raise MilvusUnavailableError(f'cannot open Milvus at {self.uri}: {type(e).__name__}: {e}') from e
 
     def close(self) -> None:
         self.client.close()
@@ -69,35 +141,59 @@ class MilvusStore:
         if not self.client.has_collection(self.collection):
             return None
         description = self.client.describe_collection(self.collection)
-        info = {}
-        model = (description.get('properties') or {}).get(_MODEL_PROPERTY)
-        if model is not None:
-            info['model'] = model
+        properties = description.get('properties') or {}
         dims = [f['params'].get('dim') for f in description['fields'] if f['name'] == 'vector']
-        info['dim'] = int(dims[0]) if dims else None
-        return info
+        settings = properties.get(_SETTINGS_PROPERTY)
+        return {'model': properties.get(_MODEL_PROPERTY), 'dim': int(dims[0]) if dims else None,
+                'settings': None if settings is None else json.loads(settings),
+                'output': properties.get(_OUTPUT_PROPERTY)}
 
-    def _check(self, info: dict[str, Any], model: str, dim: int) -> None:
+    def _check_model(self, info: dict[str, Any], model: str, dim: int) -> None:
         if info.get('dim') != dim or info.get('model', model) != model:
-            raise ValueError(
+            raise MilvusCollectionError(
                 f'Milvus collection {self.collection!r} at {self.uri} holds {info.get("dim")}-d vectors of model '
                 f'{info.get("model")!r}; this run makes {dim}-d vectors with {model!r}. Use the same model, or '
                 f'another --collection.')
 
-    def check_compatible(self, model: str, dim: int) -> None:
-        """Raise now if the collection exists with another model or dimension (before hours of indexing)."""
-        info = self._info()
-        if info is not None:
-            self._check(info, model, dim)
+    def _problem(self, info: dict[str, Any], settings: dict[str, Any], dim: int, output: str) -> str | None:
+        """Why this collection cannot mirror `output` made with `settings`; None when it can."""
+        if info['settings'] is None or info['output'] is None:
+            return (f'Milvus collection {self.collection!r} at {self.uri} does not record the settings and output '
+                    f'file its vectors belong to (made by an older version)')
+        if info['output'] != output:
+            return (f'Milvus collection {self.collection!r} at {self.uri} mirrors another output file, '
+                    f'{info["output"]}; a collection holds the rows of one output')
+        current = json.loads(json.dumps(settings))
+        if info['settings'] != current or info['dim'] != dim:
+            differences = [f'  {key}: {json.dumps(info["settings"].get(key))} there, '
+                           f'{json.dumps(current.get(key))} in this run'
+                           for key in dict.fromkeys([*info['settings'], *current])
+                           if info['settings'].get(key) != current.get(key)]
+            return (f'Milvus collection {self.collection!r} at {self.uri} holds vectors made with other settings:\n'
+                    + '\n'.join(differences or [f'  dim: {info["dim"]} there, {dim} in this run']))
+        return None
 
-    def ensure_collection(self, model: str, dim: int) -> None:
+    def check_compatible(self, settings: dict[str, Any], dim: int, output: str, replace: bool = False) -> None:
+        """Raise `MilvusCollectionError` now, before hours of indexing, unless `sync` will be able to mirror
+        `output` (made with `settings`) in this collection. `replace` (--overwrite): a collection of this same output
+        made with other settings is to be replaced."""
+        info = self._info()
+        if info is None:
+            return
+        problem = self._problem(info, settings, dim, output)
+        if problem is None or (replace and info['output'] == output):
+            return
+        if info['output'] == output:
+            raise MilvusCollectionError(
+                f'{problem}\nRe-run with the settings shown there; or index into another --collection (or --milvus '
+                f'database); or pass --overwrite to replace the output and this collection with this run\'s results.')
+        raise MilvusCollectionError(f'{problem}. Index into another --collection (one per output file) or another '
+                                    f'--milvus database.')
+
+    def _create(self, settings: dict[str, Any], dim: int, output: str) -> None:
         from pymilvus import DataType
 
-        info = self._info()
-        if info is not None:
-            self._check(info, model, dim)
-            self.client.load_collection(self.collection)  # a reopened Milvus Lite file starts released
-            return
+        model = settings['model_name']
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False,
                                            description=f'TimeSformer video embeddings ({model})')
         schema.add_field('path', DataType.VARCHAR, is_primary=True, max_length=MAX_PATH_BYTES)
@@ -107,40 +203,99 @@ class MilvusStore:
         schema.add_field('vector', DataType.FLOAT_VECTOR, dim=dim)
         index = self.client.prepare_index_params()
         index.add_index(field_name='vector', index_type='AUTOINDEX', metric_type='COSINE')
+        properties = {_MODEL_PROPERTY: model, _SETTINGS_PROPERTY: json.dumps(settings, sort_keys=True),
+                      _OUTPUT_PROPERTY: output}
         with _quiet_lite_server(self.uri):
-            self.client.create_collection(self.collection, schema=schema, index_params=index,
-                                          properties={_MODEL_PROPERTY: model})
+            self.client.create_collection(self.collection, schema=schema, index_params=index, properties=properties)
 
-    def sync(self, rows: Iterable[dict[str, Any]], model: str, dim: int) -> tuple[int, int]:
-        """Upsert every processed row; delete paths whose latest result is an error. Returns (upserted, deleted)."""
-        self.ensure_collection(model, dim)
-        entities, failed = [], []
+    def paths(self, batch: int = 1000) -> set[str]:
+        """Every path (primary key) in the collection, `batch` a query, paged by key (`path > last`), the way
+        pymilvus's query_iterator pages, but with the last key escaped (query_iterator pastes it in unescaped)."""
+        self.client.load_collection(self.collection)
+        found: set[str] = set()
+        last = None
+        while True:
+            expression = '' if last is None else f'path > {string_literal(last)}'
+            page = [entity['path'] for entity in self.client.query(
+                self.collection, filter=expression, output_fields=['path'], limit=batch, iterator='True',
+                reduce_stop_for_best='True')]  # as query_iterator asks: the `batch` smallest keys
+            found.update(page)
+            if len(page) < batch:
+                return found
+            last = max(page)  # Milvus orders strings by UTF-8 bytes, which is code point order
+
+    def delete(self, paths: Iterable[str]) -> None:
+        """Delete the entities of `paths` (an expression built with escaped literals, in bounded batches)."""
+        batch: list[str] = []
+        size = 0
+        for path in paths:
+            batch.append(path)
+            size += len(path) + 8
+            if len(batch) >= _BATCH or size >= _FILTER_CHARS:
+                self.client.delete(self.collection, filter=in_filter('path', batch))
+                batch, size = [], 0
+        if batch:
+            self.client.delete(self.collection, filter=in_filter('path', batch))
+
+    def sync(self, rows: Iterable[dict[str, Any]], settings: dict[str, Any], dim: int, output: str,
+             replace: bool = False) -> tuple[int, int]:
+        """Make the collection mirror `output`'s rows: upsert every processed row, delete every other path (failed
+        rows, and videos no longer in the output). Returns (upserted, deleted), counting only entities that existed.
+        With `replace`, a collection of this output made with other settings is dropped and made again."""
+        info = self._info()
+        if info is not None:
+            problem = self._problem(info, settings, dim, output)
+            if problem is not None:
+                if not (replace and info['output'] == output):
+                    raise MilvusCollectionError(problem)
+                self.client.drop_collection(self.collection)
+                info = None
+        if info is None:
+            self._create(settings, dim, output)
+        entities, keep = [], set()
         for row in rows:
             if row['error'] is not None or row['feature'] is None:
-                failed.append(row['path'])
                 continue
-            if len(row['path'].encode()) > MAX_PATH_BYTES:
-                raise ValueError(f'path longer than {MAX_PATH_BYTES} bytes cannot be a Milvus key: {row["path"]}')
+            if len(row['path'].encode('utf-8', 'surrogateescape')) > MAX_PATH_BYTES:
+                raise MilvusCollectionError(f'path longer than {MAX_PATH_BYTES} bytes cannot be a Milvus key: '
+                                            f'{row["path"]}')
+            keep.add(row['path'])
             entities.append({'path': row['path'], 'label': row['labels'][0], 'score': float(row['scores'][0]),
                              'duration': float(row['duration']), 'vector': [float(x) for x in row['feature']]})
+        stale = sorted(self.paths() - keep)
         for start in range(0, len(entities), _BATCH):
             self.client.upsert(self.collection, entities[start:start + _BATCH])
-        for start in range(0, len(failed), _BATCH):
-            self.client.delete(self.collection, ids=failed[start:start + _BATCH])
-        return len(entities), len(failed)
+        self.delete(stale)
+        return len(entities), len(stale)
 
     def count(self) -> int:
         self.client.load_collection(self.collection)
         result = self.client.query(self.collection, filter='', output_fields=['count(*)'])
         return int(result[0]['count(*)'])
 
-    def search(self, vector: Sequence[float], k: int, model: str) -> list[dict[str, Any]]:
-        """The k nearest videos: [{'path', 'distance' (cosine similarity: 1 = same direction), 'label', 'score'}]."""
+    def search(self, vector: Sequence[float], k: int, model: str,
+               settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The k nearest videos: [{'path', 'distance' (cosine similarity: 1 = same direction), 'label', 'score'}].
+
+        `settings` (`OperatorSpec.signature()` of the query's embedding): when given, the collection's vectors must
+        have been made with the same ones (top-k aside, which does not change a vector), else
+        `MilvusCollectionError`."""
         info = self._info()
         if info is None:
             raise ValueError(f'no collection {self.collection!r} at {self.uri}; index videos into it first '
                              f'(videos.py index ... --milvus {self.uri})')
-        self._check(info, model, len(vector))
+        self._check_model(info, model, len(vector))
+        if settings is not None and info['settings'] is not None:
+            current = json.loads(json.dumps(settings))
+            differences = [f'  {key}: {json.dumps(info["settings"].get(key))} there, '
+                           f'{json.dumps(current.get(key))} for the query'
+                           for key in dict.fromkeys([*info['settings'], *current])
+                           if key != 'topk' and info['settings'].get(key) != current.get(key)]
+            if differences:
+                raise MilvusCollectionError(
+                    f'Milvus collection {self.collection!r} at {self.uri} holds vectors made with other settings '
+                    f'than the query\'s:\n' + '\n'.join(differences)
+                    + '\nSearch with the model options the collection was indexed with.')
         self.client.load_collection(self.collection)  # a reopened Milvus Lite file starts released
         hits = self.client.search(self.collection, data=[[float(x) for x in vector]], limit=k,
                                   search_params={'metric_type': 'COSINE'},

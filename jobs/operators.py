@@ -8,7 +8,10 @@ under the name `timesformer_op`, as tests/conftest.py does; `video_decode/` like
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -75,9 +78,58 @@ class OperatorSpec:
             object.__setattr__(self, 'weights', os.path.abspath(os.path.expanduser(os.fspath(self.weights))))
 
     def signature(self) -> dict[str, Any]:
-        """What determines the results (not the device or batching): a resumed run must match it."""
-        return {'model_name': self.model_name, 'weights': self.weights, 'topk': self.topk,
-                'model_cfg': self.model_cfg, 'options': dict(sorted(self.options.items()))}
+        """What determines the results (not the device or batching): a resumed run must match it.
+
+        The weights by content (`weights_sha256`), not by path: without `weights`, the released file in torch's hub
+        cache (so naming that file with --weights is the same weights), None while it is not downloaded. The
+        operator options with the operator's defaults filled in, so `--num-crops 1` and no `--num-crops` agree.
+        Raises `FileNotFoundError` when `weights` names nothing.
+        """
+        weights = self.weights
+        if weights is None:
+            if self.model_cfg is not None:
+                register_model_cfg(self.model_cfg)
+            package = operator_package()
+            released = package.checkpoints.cache_path(package.zoo.get_cfg(self.model_name))
+            weights = released if released.is_file() else None
+        return {'model_name': self.model_name, 'weights_sha256': weights_sha256(weights), 'topk': self.topk,
+                'model_cfg': self.model_cfg, 'options': {**operator_defaults(), **self.options}}
+
+
+RESULT_OPTIONS = ('num_crops', 'sampling', 'precision')  # operator arguments that change the results
+
+
+def operator_defaults() -> dict[str, Any]:
+    """The operator's default value of each of RESULT_OPTIONS, read from its signature."""
+    parameters = inspect.signature(operator_package().Timesformer.__init__).parameters
+    return {name: parameters[name].default for name in RESULT_OPTIONS}
+
+
+def _weights_file(path: Path) -> Path:
+    """The file the operator reads for `path`: the file itself, or an HF directory's model file."""
+    if path.is_dir():
+        for name in ('model.safetensors', 'pytorch_model.bin'):  # the order checkpoints.load_checkpoint tries
+            if (path / name).is_file():
+                return path / name
+    return path
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # keyed by size and mtime: a rewritten file is read again
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_sha256(weights: str | os.PathLike | None) -> str | None:
+    """SHA-256 (hex) of the weights file (of the model file of an HF directory); None for None."""
+    if weights is None:
+        return None
+    path = _weights_file(Path(weights))
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
 def read_model_cfg(path: str | Path) -> dict[str, Any]:

@@ -20,13 +20,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import JobError
 from .operators import ROOT, OperatorSpec
 
 _SHIP_SUFFIXES = ('.py', '.json')  # modules, and the label lists the zoo reads
 _QUIET = 'ignore:pkg_resources is deprecated:UserWarning'  # towhee's import, once per replica
 
 
-class ReplicaStartError(RuntimeError):
+class ReplicaStartError(JobError, RuntimeError):
     """A replica could not build the operator (e.g. weights missing on that node); a job error, not a video's."""
 
 

@@ -3,7 +3,8 @@
 In-progress state lives in the sidecar directory `<out>.parts/` beside the output file:
 
     results.parquet.parts/
-        job.json              what determines the results (model, weights, top-k); a resumed run must match it
+        job.json              what determines the results (model, weights by SHA-256, top-k, operator options,
+                              format, dimension); a resumed run must match it
         lock                  held (flock) by the running job: a second job on the same output is refused
         chunk-000001.parquet  finished rows; each written as .tmp-*, fsynced, renamed, directory fsynced
         .tmp-*                a write cut off by a kill; deleted by the next run
@@ -11,6 +12,10 @@ In-progress state lives in the sidecar directory `<out>.parts/` beside the outpu
 A row is done once it is in the final output or in a chunk. At the end the final file is assembled from the
 previous output (if any) and the chunks, written to a temporary name in the sidecar, fsynced and renamed over
 `--out`; then the sidecar is removed. A path appears once: a later result for a path replaces an earlier one.
+
+A finished output records the settings its rows were made with: in the Parquet file's metadata (`timesformer.job`),
+or for JSONL in `<out>.job.json` beside it. A run that would keep rows made with other settings (or with settings
+it cannot know) is refused before it writes anything.
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import JobStateError, OutputInUseError, SettingsMismatchError
+
+__all__ = ['JobStateError', 'OutputInUseError', 'SettingsMismatchError', 'ResultStore', 'read_output',
+           'read_settings', 'rows_to_table', 'table_to_rows', 'schema', 'format_for', 'COLUMNS', 'FORMATS']
+
 FORMATS = ('parquet', 'jsonl')
 COLUMNS = ('path', 'model', 'duration', 'labels', 'scores', 'feature', 'decode_s', 'model_s', 'error')
 _META_KEY = b'timesformer.job'
-
-
-class JobStateError(RuntimeError):
-    """The output or its sidecar cannot be resumed as asked (other settings, another job holds it, ...)."""
 
 
 def schema(dim: int) -> pa.Schema:
@@ -106,6 +112,33 @@ def _write_jsonl(rows: Iterable[dict[str, Any]], path: Path) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + '\n')
 
 
+def settings_path(out: str | Path) -> Path:
+    """Where a JSONL output records its settings (a Parquet output keeps them in its own metadata)."""
+    out = Path(out)
+    return out.with_name(out.name + '.job.json')
+
+
+def read_settings(path: str | Path, fmt: str | None = None) -> dict[str, Any] | None:
+    """The settings a finished output was made with (`OperatorSpec.signature()`), None when it records none."""
+    path = Path(path)
+    if format_for(path, fmt) == 'parquet':
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a file that is not Parquet
+            raise JobStateError(f'cannot read {path} as Parquet ({e}); is it a results file? Choose another --out, '
+                                f'or pass --overwrite to replace it') from e
+        raw = metadata.get(_META_KEY)
+        return None if raw is None else json.loads(raw)
+    sidecar = settings_path(path)
+    return json.loads(sidecar.read_text(encoding='utf-8')) if sidecar.exists() else None
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    keys = [key for key in dict.fromkeys([*saved, *current]) if saved.get(key) != current.get(key)]
+    return '\n'.join(f'  {key}: {json.dumps(saved.get(key))} there, {json.dumps(current.get(key))} in this run'
+                     for key in keys)
+
+
 def read_output(path: str | Path, fmt: str | None = None) -> list[dict[str, Any]]:
     """Rows of a finished output file (Parquet or JSONL), features as float32 arrays."""
     path = Path(path)
@@ -148,24 +181,68 @@ class ResultStore:
         self._chunks: list[Path] = []
 
     # -- opening ---------------------------------------------------------------------------------------------
-    def __enter__(self) -> ResultStore:
+    def _job_record(self) -> dict[str, Any]:
+        return json.loads(json.dumps({'signature': self.signature, 'format': self.fmt, 'dim': self.dim}))
+
+    def check(self) -> None:
+        """Raise unless this run may use `out` as asked; reads only, writes nothing (also called under the lock).
+
+        Without `overwrite`, an unfinished job in the sidecar and a finished output must both have been made with
+        this run's settings (`SettingsMismatchError` says what differs and the ways out).
+        """
         if self.out.is_dir():
             raise JobStateError(f'--out {self.out} is a directory; give a file name such as results.parquet')
+        if self.overwrite:
+            return
+        ways_out = ('Re-run with the settings {there} to {goal}; or write elsewhere: choose another --out, or pass '
+                    '--overwrite to discard {what}.')
+        job = self.parts / 'job.json'
+        if job.exists():
+            saved = json.loads(job.read_text())
+            current = self._job_record()
+            if saved != current:
+                differences = _differences(saved.get('signature', {}), current['signature'])
+                raise SettingsMismatchError(
+                    f'{self.parts} holds an unfinished job with other settings:\n'
+                    f'{differences or _differences(saved, current)}\n'
+                    + ways_out.format(there='shown there', goal='finish it', what=f'it (and {self.out.name})'))
+        if self.out.exists():
+            recorded = read_settings(self.out, self.fmt)
+            if recorded is None:
+                raise SettingsMismatchError(
+                    f'{self.out} does not record the settings its rows were made with (written by an older '
+                    f'version, or its {settings_path(self.out).name} is missing), so adding to it could mix '
+                    f'results. Choose another --out, or pass --overwrite to replace it.')
+            if recorded != json.loads(json.dumps(self.signature)):
+                raise SettingsMismatchError(
+                    f'{self.out} holds results made with other settings:\n{_differences(recorded, self.signature)}'
+                    f'\n' + ways_out.format(there='shown there', goal='add to it', what='its rows'))
+
+    def __enter__(self) -> ResultStore:
+        self.check()  # before anything is written: a refused run leaves everything as it was
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.parts.exists()
         self.parts.mkdir(exist_ok=True)
-        self._lock()
         try:
+            self._lock()
             if self.overwrite:
                 self._clear()
-            for stale in self.parts.glob('.tmp-*'):
-                stale.unlink()  # a write cut off by a kill: its rows were never done
-            self._check_job()
+            else:
+                self.check()  # again, under the lock: another job may have finished or started meanwhile
             self._chunks = sorted(self.parts.glob('chunk-*.parquet'))
             if self.out.exists():
                 self._previous = read_output(self.out, self.fmt)
                 self._check_previous()
+            # Every check passed: from here on this run writes.
+            for stale in self.parts.glob('.tmp-*'):
+                stale.unlink()  # a write cut off by a kill: its rows were never done
+            job = self.parts / 'job.json'
+            if not job.exists():
+                self._atomic_write(job, lambda tmp: tmp.write_text(json.dumps(self._job_record(), indent=1)))
         except BaseException:
             self._unlock()
+            if created:
+                shutil.rmtree(self.parts, ignore_errors=True)
             raise
         return self
 
@@ -183,8 +260,8 @@ class ResultStore:
         except BlockingIOError:
             self._lock_file.close()
             self._lock_file = None
-            raise JobStateError(f'another job is writing {self.out} (it holds {self.parts / "lock"}); '
-                                f'wait for it or stop it first') from None
+            raise OutputInUseError(f'another job is writing {self.out} (it holds {self.parts / "lock"}); '
+                                   f'wait for it or stop it first') from None
 
     def _unlock(self) -> None:
         if self._lock_file is not None:
@@ -195,27 +272,15 @@ class ResultStore:
         for child in self.parts.iterdir():
             if child.name != 'lock':
                 child.unlink()
-        if self.out.exists():
-            self.out.unlink()
-
-    def _check_job(self) -> None:
-        job = self.parts / 'job.json'
-        current = json.loads(json.dumps({'signature': self.signature, 'format': self.fmt, 'dim': self.dim}))
-        if job.exists():
-            saved = json.loads(job.read_text())
-            if saved != current:
-                raise JobStateError(
-                    f'{self.parts} holds an unfinished job with other settings:\n  saved:   {json.dumps(saved)}\n'
-                    f'  current: {json.dumps(current)}\nRe-run with the saved settings to finish it, or pass '
-                    f'--overwrite to discard it (and {self.out.name}), or choose another --out.')
-        else:
-            self._atomic_write(job, lambda tmp: tmp.write_text(json.dumps(current, indent=1)))
+        for path in (self.out, settings_path(self.out)):
+            if path.exists():
+                path.unlink()
 
     def _check_previous(self) -> None:
         model = self.signature.get('model_name')
         for row in self._previous:
             if row['model'] != model or (row['feature'] is not None and len(row['feature']) != self.dim):
-                raise JobStateError(
+                raise SettingsMismatchError(
                     f'{self.out} holds results of model {row["model"]!r} ({row["path"]}); this run uses {model!r}. '
                     f'Pass --overwrite to replace the file, or choose another --out.')
 
@@ -276,6 +341,8 @@ class ResultStore:
                 table = rows_to_table(rows, self.dim, metadata=self.signature)
                 self._atomic_write(self.out, lambda tmp: pq.write_table(table, tmp, row_group_size=4096))
             else:
+                record = json.dumps(self.signature, indent=1)
+                self._atomic_write(settings_path(self.out), lambda tmp: tmp.write_text(record, encoding='utf-8'))
                 self._atomic_write(self.out, lambda tmp: _write_jsonl(rows, tmp))
         self._unlock()
         shutil.rmtree(self.parts, ignore_errors=True)

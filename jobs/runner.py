@@ -2,17 +2,22 @@
 
 Resuming is the default: whatever the output or its sidecar already holds is skipped, so re-running the same
 command after a crash or a kill finishes the rest, and re-running it with new videos adds only those.
+
+Everything that can refuse the run (settings of the existing output or of an unfinished job, the Milvus
+collection's settings and owner, a database in use) is checked before any state is written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .errors import JobError, MilvusInUseError, MilvusSyncError
 from .indexer import Indexer
 from .inputs import expand
 from .operators import OperatorSpec, build_operator
@@ -36,7 +41,7 @@ class IndexSummary:
     failed: int  # of those, recorded with an error
     wall_s: float  # whole run: model load, engine start, processing, final write, Milvus
     arrivals: list[float]  # seconds from the start at which each result reached the driver
-    milvus: tuple[int, int] | None = None  # (upserted, deleted)
+    milvus: tuple[int, int] | None = None  # (upserted, deleted: entities that existed and were removed)
 
     @property
     def videos_per_s(self) -> float:
@@ -99,14 +104,18 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
         raise ValueError('no videos to process: the inputs name no video files')
     op = build_operator(spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
     dim = op.cfg.embed_dim
+    settings = spec.signature()
+    store = ResultStore(out, dim, settings, fmt=fmt, overwrite=overwrite)
+    store.check()  # read-only: a refused run changes nothing
     if milvus is not None:
-        from .milvus_store import MilvusStore
+        from . import milvus_store
 
-        with MilvusStore(milvus, collection, milvus_token) as index:
-            index.check_compatible(spec.model_name, dim)
+        if milvus_store.exists(milvus):  # opening a missing Milvus Lite file would create it
+            with milvus_store.MilvusStore(milvus, collection, milvus_token) as index:
+                index.check_compatible(settings, dim, str(store.out), replace=overwrite)
     arrivals: list[float] = []
     processed = failed = 0
-    with ResultStore(out, dim, spec.signature(), fmt=fmt, overwrite=overwrite) as store:
+    with store:
         done = store.done(retry_failed)
         todo = [p for p in paths if p not in done]
         if len(todo) < len(paths):
@@ -154,8 +163,22 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
     if milvus is not None:
         from .milvus_store import MilvusStore
 
-        with MilvusStore(milvus, collection, milvus_token) as index:
-            summary.milvus = index.sync(rows, spec.model_name, dim)
+        if '://' not in milvus:
+            os.makedirs(os.path.dirname(milvus), exist_ok=True)  # as for --out; Milvus Lite creates only the .db
+        try:
+            with MilvusStore(milvus, collection, milvus_token) as index:
+                summary.milvus = index.sync(rows, settings, dim, str(store.out), replace=overwrite)
+        except MilvusInUseError as e:
+            raise MilvusInUseError(f'{store.out} is complete ({len(rows)} rows), but Milvus was not updated: {e}. '
+                                   f'Then run the command again, without --overwrite, to update it.') from None
+        except JobError:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever Milvus raised: the output is complete, the index is not
+            raise MilvusSyncError(
+                f'{store.out} is complete ({len(rows)} rows), but updating Milvus collection {collection!r} at '
+                f'{milvus} failed ({type(e).__name__}: {e}); the collection may hold part of this update. '
+                f'Run the command again, without --overwrite, to retry the update (done videos are not processed '
+                f'again).') from e
     summary.wall_s = time.perf_counter() - started
     return summary
 

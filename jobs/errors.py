@@ -1,0 +1,50 @@
+"""The job's own failures, one type per kind; the CLI prints their message as is and exits with `exit_code`.
+
+A video that fails is never one of these: it becomes that video's row with its `error`.
+"""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    """The job cannot run as asked. The message says what was wrong, what was expected and what to do."""
+
+    exit_code = 1
+
+
+class InUseError(JobError):
+    """A file the job needs is held by another process; waiting for it (or stopping it) is the way out."""
+
+    exit_code = 2
+
+
+class JobStateError(JobError, RuntimeError):
+    """The output or its sidecar cannot be resumed as asked (other settings, unreadable state, ...)."""
+
+
+class SettingsMismatchError(JobStateError):
+    """The existing output (or its unfinished job) was made with other settings than this run's."""
+
+
+class OutputInUseError(JobStateError, InUseError):
+    """Another job holds the output's lock."""
+
+
+class ListFileError(JobError, ValueError):
+    """A list file of inputs cannot be read."""
+
+
+class MilvusCollectionError(JobError, ValueError):
+    """The Milvus collection holds vectors of other settings or of another output; mixing them is refused."""
+
+
+class MilvusInUseError(InUseError):
+    """A Milvus Lite database is open in another process (Milvus Lite allows one process per `.db`)."""
+
+
+class MilvusUnavailableError(JobError):
+    """Milvus cannot be opened or reached."""
+
+
+class MilvusSyncError(JobError):
+    """The output is complete but updating the Milvus collection failed."""
