@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -27,6 +28,11 @@ from .views import NUM_CROPS, clip_to_views, merge_views
 from .windows import WindowRow, check_window, plan_windows, summarize, window_batches, windows_per_batch
 from .zoo import ModelCfg, get_cfg
 from .zoo import supported_model_names as _zoo_names
+
+
+class TruncatedVideoWarning(UserWarning):
+    """The frames given stop early (the decoder's `frames.error`, e.g. a half-downloaded video): the result is of
+    the readable part only."""
 
 
 def _labels(cfg: ModelCfg, classmap) -> list[str]:
@@ -179,7 +185,13 @@ class Timesformer(NNOperator):
         self._runner = quantize_int8(self.model) if precision == 'int8' else self.model
 
     def preprocess(self, frames) -> torch.Tensor:
-        """Frames -> normalized float clip `(3, T, S, S)` on the CPU; `(3 views, 3, T, S, S)` with num_crops=3."""
+        """Frames -> normalized float clip `(3, T, S, S)` on the CPU; `(3 views, 3, T, S, S)` with num_crops=3.
+
+        Lazy frames whose `error` says the video stops early are used as they are, with a `TruncatedVideoWarning`.
+        """
+        stopped = getattr(frames, 'error', None)
+        if isinstance(stopped, Exception):
+            warnings.warn(TruncatedVideoWarning(f'{stopped}; classifying those {len(frames)} frames'), stacklevel=3)
         if self.sampling == 'clip':
             indices = self._sample(len(frames), frame_rate(frames, "sampling='clip'"))
             clip = stack_frames(fetch_frames(frames, indices), indices)
