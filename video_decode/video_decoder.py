@@ -1,9 +1,11 @@
-"""Towhee operator `video-decode/ffmpeg`: decode RGB frames with PyAV, lazily, seeking to keyframes.
+"""Towhee operator `video-decode/ffmpeg`: the frames a sequential decode gives, decoded lazily with checked seeks.
 
-A first pass reads only packets (no decoding) to learn every frame's pts and which frames are keyframes. Frames are
-then decoded on demand: `take` seeks to the keyframe before the first wanted frame and decodes forward, seeking again
-only when the next wanted frame lies beyond another keyframe. A clip of 8 frames from a long video therefore costs a
-few GOPs of decoding and 8 RGB frames of memory, not the whole video.
+One pass indexes the video: from packets, without decoding, where packets are known to map one to one onto frames
+(MP4/MOV/MKV/WebM with H.264/HEVC/VP8/VP9/AV1/MPEG-4, confirmed on the first frames), else by decoding once and
+counting the frames the decoder really produces. Frames are then decoded on demand: `take` seeks to the keyframe
+before the first wanted frame and decodes forward, checking each frame's pts against the index, seeking again only
+when the next wanted frame lies beyond another keyframe, and decoding from the start when a seek does not line up. A
+clip of 8 frames from a long MP4 therefore costs a few GOPs of decoding and 8 RGB frames of memory, not the video.
 """
 
 import bisect
@@ -275,8 +277,7 @@ class VideoIndex:
         # A seek is checked by pts, so they must tell frames apart; they need not increase (AVI with B-frames).
         seekable = None not in pts and len(set(pts)) == len(pts) and not _stateful_format(stream)
         keyframes = tuple(p for p, f in enumerate(frames) if f.key) if seekable else ()
-        last = frames[-1].duration if frames[-1].duration and ticks is not pts else 0
-        end_tick = ticks[-1] + (last or max(round(1 / (fps * time_base)), 1))
+        end_tick = ticks[-1] + (frames[-1].duration or max(round(1 / (fps * time_base)), 1))
         return cls(source, stream.index, pts, ticks, keyframes, time_base, end_tick, fps, timeout, 'decoded')
 
     def _stopped_at(self, problem):
