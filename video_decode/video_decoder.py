@@ -553,9 +553,10 @@ _SEEK_TRIES = 3  # seeks tried (each from an earlier keyframe) before decoding f
 
 
 def _seek_group(index, positions, i):
-    """positions[i:j]: the wanted frames one seek serves (no keyframe between one and the next to jump to)."""
+    """positions[i:j]: the wanted frames one seek serves (no keyframe to jump to past the frame after the last one
+    decoded, so reading on costs no more than seeking)."""
     j = i + 1
-    while j < len(positions) and (index.keyframe_before(positions[j]) or 0) <= positions[j - 1]:
+    while j < len(positions) and (index.keyframe_before(positions[j]) or 0) <= positions[j - 1] + 1:
         j += 1
     return positions[i:j]
 
