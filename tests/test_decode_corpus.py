@@ -281,3 +281,24 @@ def test_the_batch_job_gives_one_normal_row_per_valid_video(corpus_folder, tiny_
     assert rows['half_downloaded.flv']['labels'], 'the readable part is still classified'
     assert errors['no_keyframe.ts'].startswith(('EmptyVideoError', 'CorruptVideoError'))
     assert all(len(row['labels']) == 5 for name, row in rows.items() if name not in errors)
+
+
+def test_a_well_formed_mp4_stays_lazy_decoding_only_the_gops_it_needs(vd, corpus, monkeypatch):
+    """8 frames of a 20 s MP4 (GOP 25) decode at most their 8 GOPs, whichever frame comes first."""
+    folder = Path(corpus('mpeg2.mpg')).parent
+    ffmpeg(folder, f'{SRC.format(s=20)} -c:v libx264 -g 25 -bf 2 -pix_fmt yuv420p gop25.mp4')
+    decoded = []
+    original = vd.video_decoder._frames
+
+    def counting(container, stream):
+        for frame in original(container, stream):
+            decoded.append(frame.pts)
+            yield frame
+    monkeypatch.setattr(vd.video_decoder, '_frames', counting)
+    frames = vd.ffmpeg()(str(folder / 'gop25.mp4'))
+    assert len(frames) == 500 and len(decoded) <= 16  # the index: packets, confirmed on the first frames
+    wanted = np.linspace(0, 499, 8).astype(int).tolist()
+    expected, _ = reference(str(folder / 'gop25.mp4'))
+    decoded.clear()
+    assert all(np.array_equal(f, expected[i]) for f, i in zip(frames.take(wanted), wanted))
+    assert len(decoded) <= 8 * 25 + 8  # each wanted frame's GOP at most, plus the decoder's reorder delay

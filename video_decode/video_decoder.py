@@ -533,8 +533,10 @@ def _decode(index, positions):
             while done < len(positions) and failures < _SEEK_TRIES:
                 group = _seek_group(index, positions, done)
                 start = index.keyframe_before(positions[done], earlier=failures)
-                if start is None:
-                    break
+                if start is None:  # no keyframe to seek to before these: the start of the file is the truth
+                    yield from _decode_from_start(index, group)
+                    done, failures = done + len(group), 0
+                    continue
                 try:
                     container.seek(index.pts[start], stream=stream, backward=True)
                     for position, frame in _walk(index, _frames(container, stream), start, group, synced=False):
