@@ -59,6 +59,20 @@ CORPUS = {
     'fragmented.mp4': (75, [f'{SRC.format(s=3)} -c:v libx264 -bf 2 -g 20 -movflags frag_keyframe+empty_moov '
                             'fragmented.mp4']),
     'h263.3gp': (75, [f'{SRC.format(s=3)} -c:v h263 h263.3gp']),
+    # Matroska counts its duration from time 0: a file starting at 2 s is not a truncated one.
+    # A cut AVI: a sequential decode reads its last, partial packet too and does not raise.
+    'cut.avi': (None, [f'{SRC.format(s=4)} -c:v mpeg4 -g 12 -bf 2 full.avi', 'HEAD full.avi cut.avi']),
+    'offset.mkv': (75, [f'{SRC.format(s=3)} -c:v libx264 -output_ts_offset 2 offset.mkv']),
+    # TS segments joined with cat: the demuxer flags each continuity-counter jump as a corrupt packet.
+    'joined.ts': (250, [f'{SRC.format(s=10)} -c:v libx264 -g 25 long.ts',
+                        '-i long.ts -c copy -f segment -segment_time 2 seg%03d.ts', 'CAT seg*.ts joined.ts']),
+}
+# Inputs a sequential decode reads only in part, then raises: (frames before it stops or None, commands).
+TRUNCATED = {
+    'cut_faststart.mp4': (None, [f'{SRC.format(s=10)} -c:v libx264 -g 50 -movflags +faststart fs.mp4',
+                                'HEAD fs.mp4 cut_faststart.mp4']),
+    # Bit errors in a capture: frames before the decoder gives up, concealed after a seek as in sequence.
+    'damaged.ts': (None, [f'{SRC.format(s=10)} -c:v libx264 -g 25 long.ts', 'DAMAGE long.ts damaged.ts']),
 }
 BROKEN = {'no_keyframe.ts': [f'{SRC.format(s=3)} -c:v libx264 -bf 2 -g 250 full250.ts', 'CUT full250.ts 0.4']}
 SOURCE = f'{SRC.format(s=6)} -f lavfi -i sine=duration=6 -c:v libx264 -g 50 -bf 2 -pix_fmt yuv420p -c:a aac ' \
@@ -66,15 +80,31 @@ SOURCE = f'{SRC.format(s=6)} -f lavfi -i sine=duration=6 -c:v libx264 -g 50 -bf 
 
 
 def ffmpeg(folder, command):
-    """One ffmpeg command, or `CUT NAME [FRACTION]`: NAME without its first bytes, cut at a 188-byte TS packet."""
-    if command.startswith('CUT'):
-        _, name, *fraction = command.split()
+    """One ffmpeg command in `folder`, or one of the ways files get damaged or joined:
+    `CUT NAME [FRACTION]` (NAME without its first 30 % of bytes, at a 188-byte TS packet), `CAT GLOB OUT` (files
+    joined byte for byte), `HEAD NAME OUT` (the first 60 % of NAME), `DAMAGE NAME OUT` (bit errors in the middle).
+    """
+    op, *args = command.split()
+    if op == 'CUT':
+        name, *fraction = args
         data = (folder / name).read_bytes()
         cut = int(len(data) * float(fraction[0] if fraction else 0.3)) // 188 * 188
         target = 'midgop.ts' if not fraction else 'no_keyframe.ts'
         (folder / target).write_bytes(data[cut:])
-        return
-    subprocess.run([FFMPEG, '-hide_banner', '-loglevel', 'error', '-y', *command.split()], cwd=folder, check=True)
+    elif op == 'CAT':
+        (folder / args[1]).write_bytes(b''.join(p.read_bytes() for p in sorted(folder.glob(args[0]))))
+    elif op == 'HEAD':
+        data = (folder / args[0]).read_bytes()
+        (folder / args[1]).write_bytes(data[:len(data) * 6 // 10])
+    elif op == 'DAMAGE':
+        data = bytearray((folder / args[0]).read_bytes())
+        middle = len(data) // 188 // 2 * 188
+        for at in range(middle, middle + 30 * 188, 3 * 188):
+            for j in range(20, 180, 7):
+                data[at + j] ^= 0x55
+        (folder / args[1]).write_bytes(bytes(data))
+    else:
+        subprocess.run([FFMPEG, '-hide_banner', '-loglevel', 'error', '-y', *command.split()], cwd=folder, check=True)
 
 
 @pytest.fixture(scope='session')
@@ -85,22 +115,31 @@ def corpus(tmp_path_factory):
 
     @functools.lru_cache(maxsize=None)
     def make(name):
-        for command in CORPUS[name][1] if name in CORPUS else BROKEN[name]:
+        for command in {**CORPUS, **TRUNCATED}[name][1] if name not in BROKEN else BROKEN[name]:
             ffmpeg(folder, command)
         return str(folder / name)
     return make
 
 
 @functools.lru_cache(maxsize=None)
-def reference(path):
-    """(rgb frames, times in ms from the first frame) of a plain sequential decode of FFmpeg's best video stream.
+def reference(path, stops=False):
+    """(rgb frames, times in ms from the first frame) of a plain sequential decode of FFmpeg's best video stream;
+    with `stops`, the frames decoded before it raises (it must raise).
 
     Times: the decoder's pts where every frame has one and they increase, else the packet dts, else the frame
     durations added up (what the ffmpeg CLI's best-effort timestamps give for such streams).
     """
     with av.open(path) as container:
         stream = container.streams.best('video')
-        decoded = [(f.to_ndarray(format='rgb24'), f.pts, f.dts, f.duration) for f in container.decode(stream)]
+        decoded = []
+        try:
+            for f in container.decode(stream):
+                decoded.append((f.to_ndarray(format='rgb24'), f.pts, f.dts, f.duration))
+        except av.error.FFmpegError:
+            if not stops:
+                raise
+        else:
+            assert not stops, f'{path} decodes to the end'
         time_base = stream.time_base
     for column in (1, 2):
         values = [d[column] for d in decoded]
@@ -121,7 +160,7 @@ def vd():
 def test_each_kind_gives_the_frames_of_a_sequential_decode(vd, corpus, name):
     path = corpus(name)
     expected, times = reference(path)
-    assert len(expected) == CORPUS[name][0]
+    assert len(expected) == (CORPUS[name][0] or len(expected)) > 0
     frames = vd.ffmpeg()(path)
     assert len(frames) == len(expected) and frames.error is None
     assert frames.timestamps == times
@@ -131,6 +170,18 @@ def test_each_kind_gives_the_frames_of_a_sequential_decode(vd, corpus, name):
     spread = random.Random(name).sample(range(len(frames)), 8) + [len(frames) - 1, 0]
     for i in spread:  # one access each: a seek (where the index allows one), checked, or a decode from the start
         assert np.array_equal(frames[i], expected[i]), f'frame {i}'
+
+
+@pytest.mark.parametrize('name', sorted(TRUNCATED))
+def test_where_a_sequential_decode_stops_the_same_frames_come_first_and_the_error_says_where(vd, corpus, name):
+    path = corpus(name)
+    expected, times = reference(path, stops=True)
+    assert len(expected) == (TRUNCATED[name][0] or len(expected)) > 0
+    frames = vd.ffmpeg()(path)
+    assert len(frames) == len(expected) and frames.timestamps == times
+    assert 'stops after frame' in str(frames.error) and f'{len(expected)} frames are readable' in str(frames.error)
+    assert all(np.array_equal(g, e) for g, e in zip(frames.take(range(len(frames))), expected))
+    assert np.array_equal(frames[len(frames) // 2], expected[len(frames) // 2])
 
 
 @pytest.mark.parametrize('name, step_ms', [('bframes.avi', 40), ('untimed.mkv', 40), ('dv.dv', 40)])

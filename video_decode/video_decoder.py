@@ -214,6 +214,7 @@ class VideoIndex:
     fps: float
     timeout: float
     method: str
+    orientation: tuple = (False, 0)  # (mirror, counter-clockwise quarter turns) from the display matrix
     error: CorruptVideoError = None  # set when reading stopped early (truncated / corrupt input)
 
     @classmethod
@@ -225,7 +226,7 @@ class VideoIndex:
         """
         source = os.fspath(source)
         try:
-            return cls._read(source, timeout)
+            index = cls._read(source, timeout)
         except (NotAVideoError, EmptyVideoError) as e:
             if source.startswith(('http://', 'https://')) and _needs_seeking_but_cannot(source, timeout):
                 raise NotSeekableError(
@@ -234,22 +235,23 @@ class VideoIndex:
                     'the end); download it first, serve it from a server that supports Range requests, or remux it '
                     'with the index first: ffmpeg -i IN -c copy -movflags +faststart OUT.mp4') from e
             raise
+        return dataclasses.replace(index, orientation=_display_orientation(index))
 
     @classmethod
     def _read(cls, source, timeout):
         with _open(source, timeout) as container:  # stream fields are read while the container is open
             stream = _video_stream(container, source)
-            packets, problem, span = _scan(container, stream, timeout, decode=False)
+            packets, problem, end = _scan(container, stream, timeout, decode=False)
             if problem is None and _packets_are_frames(container, stream, packets):
                 index = cls._from_packets(source, stream, packets, timeout)
                 if index is not None:
-                    return index._stopped_at(_short_of_header(span, container, stream))
+                    return index._stopped_at(_short_of_header(end, container, stream))
             chosen = stream.index
         with _open(source, timeout) as container:
             stream = next(s for s in container.streams if s.index == chosen)
-            frames, problem, span = _scan(container, stream, timeout, decode=True)
+            frames, problem, end = _scan(container, stream, timeout, decode=True)
             index = cls._from_frames(source, stream, frames, problem, timeout)
-            return index._stopped_at(problem or _short_of_header(span, container, stream))
+            return index._stopped_at(problem or _short_of_header(end, container, stream))
 
     @classmethod
     def _from_packets(cls, source, stream, packets, timeout):
@@ -276,7 +278,8 @@ class VideoIndex:
         fps = _fps(stream, ticks, time_base)
         # A seek is checked by pts, so they must tell frames apart; they need not increase (AVI with B-frames).
         seekable = None not in pts and len(set(pts)) == len(pts) and not _stateful_format(stream)
-        keyframes = tuple(p for p, f in enumerate(frames) if f.key) if seekable else ()
+        # A damaged keyframe decodes differently after a seek than in sequence (concealed from the frame before).
+        keyframes = tuple(p for p, f in enumerate(frames) if f.key and not f.discard) if seekable else ()
         end_tick = ticks[-1] + (frames[-1].duration or max(round(1 / (fps * time_base)), 1))
         return cls(source, stream.index, pts, ticks, keyframes, time_base, end_tick, fps, timeout, 'decoded')
 
@@ -319,7 +322,7 @@ class VideoIndex:
 
 # A packet-level summary: pts/dts in the stream's time base, keyframe flag, duration; `discard` marks packets an edit
 # list hides. A frame-level one from the decode pass uses the same shape (dts: the packet dts the frame came from).
-_Unit = collections.namedtuple('_Unit', 'pts dts key duration discard')
+_Unit = collections.namedtuple('_Unit', 'pts dts key duration discard')  # discard: a packet's; for a frame, corrupt
 # Container and codec families whose packets map one to one onto frames and whose seeks land on indexed keyframes.
 _PACKET_FORMATS = {'mov', 'mp4', 'matroska', 'webm'}
 _PACKET_CODECS = {'h264', 'hevc', 'vp8', 'vp9', 'av1', 'mpeg4'}
@@ -372,15 +375,16 @@ def _first_frames_match(index):
 
 
 def _scan(container, stream, timeout, decode):
-    """Every readable packet (decode=False) or decoded frame (decode=True) as `_Unit`s, and why reading stopped early.
+    """Every packet (decode=False) or decoded frame (decode=True) as `_Unit`s; why reading stopped early (or None);
+    the seconds from time 0 to the end of the last timed packet.
 
-    Reading stops at a read error or a packet the demuxer flags corrupt; what was read before stays, and frames still
-    held by the decoder are drained, so a truncated file gives its readable prefix.
+    Decoding reads exactly as a plain sequential decode does (`container.decode(stream)`): every packet is decoded,
+    including those the demuxer flags corrupt (MPEG-TS flags a continuity jump, as in TS files joined with `cat`), and
+    a read or decoding error ends it, with the frames decoded before it. The packet pass ends at the first flagged or
+    unreadable packet: then the decode pass decides what is readable.
     """
-    units, bad, problem, untimed, drain = [], None, None, 0, True
-    first, end = math.inf, -math.inf  # the packets' pts span
+    units, problem, untimed, end = [], None, 0, None
     demuxer = container.demux(stream)
-    codec = stream.codec_context
     while problem is None:
         started = time.monotonic()
         try:
@@ -392,34 +396,30 @@ def _scan(container, stream, timeout, decode):
         except av.error.FFmpegError as e:
             problem = f'a read error ({e.strerror})'
         else:
+            if packet.is_corrupt and time.monotonic() - started >= timeout:  # a stalled read ends as a short packet
+                raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
             if packet.pts is not None and packet.size:
-                first, end = min(first, packet.pts), max(end, packet.pts + (packet.duration or 0))
-            if packet.is_corrupt:
-                bad, problem = packet, 'a truncated or corrupt packet'
-            elif not decode:
-                if packet.size and packet.pts is None:
-                    untimed += 1
-                elif packet.size:
-                    units.append(_Unit(packet.pts, packet.dts, packet.is_keyframe, packet.duration,
-                                       packet.is_discard))
-            else:
+                end = max(end if end is not None else -math.inf, packet.pts + (packet.duration or 0))
+            if decode:
                 try:
                     units.extend(_unit(f) for f in packet.decode())  # the final empty packet drains the decoder
                 except av.error.FFmpegError as e:
-                    drain, problem = False, f'a decoding error ({e.strerror})'  # where a sequential decode stops
-        if problem and time.monotonic() - started >= timeout:  # a stalled read ends as a short packet
+                    problem = f'a decoding error ({e.strerror})'
+            elif packet.is_corrupt:
+                problem = 'a truncated or corrupt packet'
+            elif packet.size and packet.pts is None:
+                untimed += 1
+            elif packet.size:
+                units.append(_Unit(packet.pts, packet.dts, packet.is_keyframe, packet.duration, packet.is_discard))
+        if problem and time.monotonic() - started >= timeout:
             raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
-    if decode and problem is not None and drain:
-        units.extend(_unit(f) for f in codec.decode(None))
-    elif untimed:
+    if untimed and not decode:
         problem = problem or 'packets without timestamps'  # not an index from packets: the decode pass decides
-    if problem is not None and not decode:
-        units = [u for u in units if u.pts < _first_missing_pts(units, bad)]
-    return units, problem, float((end - first) * stream.time_base) if end > first else None
+    return units, problem, float(end * stream.time_base) if end is not None else None
 
 
 def _unit(frame):
-    return _Unit(frame.pts, frame.dts, bool(frame.key_frame), frame.duration, False)
+    return _Unit(frame.pts, frame.dts, bool(frame.key_frame), frame.duration, bool(frame.is_corrupt))
 
 
 def _ticks(frames, pts, stream, time_base):
@@ -464,13 +464,13 @@ def _fps(stream, ticks, time_base):
     return mean
 
 
-def _short_of_header(span, container, stream):
-    """Why a Matroska/WebM file's packets end early, or None. That demuxer ends quietly at a cut, so the packets'
-    pts span (`span`, s) is compared with the duration the header declares."""
+def _short_of_header(end, container, stream):
+    """Why a Matroska/WebM file's packets end early, or None. That demuxer ends quietly at a cut, so the end of the
+    last packet (`end`, s from time 0, as Matroska counts its duration) is compared with the header's duration."""
     declared = _declared_duration(container, stream)
-    if not {'matroska', 'webm'} & set(container.format.name.split(',')) or not declared or span is None:
+    if not {'matroska', 'webm'} & set(container.format.name.split(',')) or not declared or end is None:
         return None
-    if span < declared - max(0.5, 0.02 * declared):
+    if end < declared - max(0.5, 0.02 * declared):
         return f'the end of the file, though its header declares {declared:.3f} s'
     return None
 
@@ -482,14 +482,6 @@ def _declared_duration(container, stream):
     if container.duration and len(container.streams) == 1:
         return container.duration / av.time_base
     return None
-
-
-def _first_missing_pts(packets, bad):
-    """Lowest pts a lost frame can have: unread packets have pts >= dts > the dts of every packet before them."""
-    if bad is not None and bad.dts is not None:
-        return min(bad.dts + 1, bad.pts if bad.pts is not None else math.inf)
-    dts = [p[1] for p in packets if p[1] is not None]
-    return max(dts) + 1 if dts else math.inf
 
 
 def uniform_indices(n_frames, num_samples):
@@ -528,8 +520,7 @@ def _decode(index, positions):
     done, failures = 0, 0
     if index.keyframes and positions:
         with index.open() as container:
-            stream = _stream(container, index)
-            stream.thread_type = 'AUTO'
+            stream = _stream(container, index)  # decoder threads as PyAV's default: damage concealed the same way
             while done < len(positions) and failures < _SEEK_TRIES:
                 group = _seek_group(index, positions, done)
                 start = index.keyframe_before(positions[done], earlier=failures)
@@ -540,7 +531,7 @@ def _decode(index, positions):
                 try:
                     container.seek(index.pts[start], stream=stream, backward=True)
                     for position, frame in _walk(index, _frames(container, stream), start, group, synced=False):
-                        yield position, _to_video_frame(frame, index.ms(position))
+                        yield position, _to_video_frame(frame, index.ms(position), index.orientation)
                         done += 1
                     failures = 0
                 except av.error.ExitError as e:
@@ -566,11 +557,10 @@ def _seek_group(index, positions, i):
 def _decode_from_start(index, positions):
     with index.open() as container:
         stream = _stream(container, index)
-        stream.thread_type = 'AUTO'
         last = None
         try:
             for position, frame in _walk(index, _frames(container, stream), 0, positions, synced=True):
-                yield position, _to_video_frame(frame, index.ms(position))
+                yield position, _to_video_frame(frame, index.ms(position), index.orientation)
                 last = position
         except av.error.ExitError as e:
             raise TimeoutError(f'{index.source}: no data within {index.timeout} s while decoding') from e
@@ -579,8 +569,8 @@ def _decode_from_start(index, positions):
             raise _stopped(index, wanted, last, f'decoding failed: {e.strerror}') from e
         except _OffTrack as e:
             wanted = positions[positions.index(last) + 1] if last is not None else positions[0]
-            raise _stopped(index, wanted, last, f'the decoder no longer gives the frames indexed ({e}); '
-                                                'has the file changed?') from None
+            raise _stopped(index, wanted, last, f'the decoder does not give the frames the index holds ({e}): the '
+                                                'file is damaged there, or changed since it was opened') from None
 
 
 def _walk(index, frames, position, wanted, synced):
@@ -589,7 +579,7 @@ def _walk(index, frames, position, wanted, synced):
     Unsynced (after a seek), frames are skipped until the one with the pts of the keyframe at `position`.
     Raises `_OffTrack` when a frame's pts is not the one indexed for its position, or the frames run out.
     """
-    j = 0
+    j, seeking = 0, not synced
     for frame in frames:
         if not synced:
             target = index.pts[position]
@@ -601,6 +591,8 @@ def _walk(index, frames, position, wanted, synced):
                 continue  # decoded on the way to the keyframe, or a leading frame of an open GOP
         elif position >= len(index) or frame.pts != index.pts[position]:
             raise _OffTrack(f'frame {position} has pts {frame.pts}')
+        if seeking and frame.is_corrupt:
+            raise _OffTrack(f'frame {position} is damaged: decoded after a seek it is concealed differently')
         if position == wanted[j]:
             yield position, frame
             j += 1
@@ -611,22 +603,9 @@ def _walk(index, frames, position, wanted, synced):
 
 
 def _frames(container, stream):
-    """Decoded frames until the end, or until an unreadable packet (then drain what the decoder holds)."""
-    packets = container.demux(stream)
-    codec = stream.codec_context
-    while True:
-        try:
-            packet = next(packets)
-        except StopIteration:
-            return
-        except av.error.ExitError:
-            raise
-        except av.error.FFmpegError:
-            break
-        if packet.is_corrupt:
-            break
+    """Decoded frames exactly as a plain sequential decode gives them; a read or decoding error propagates."""
+    for packet in container.demux(stream):
         yield from packet.decode()  # the demuxer's final empty packet drains the decoder
-    yield from codec.decode(None)
 
 
 def _fresh(error):
@@ -635,15 +614,16 @@ def _fresh(error):
 
 
 def _stopped(index, wanted, last, why):
-    where = f'after frame {last} ({float(index.time(last)):.3f} s)' if last is not None else 'before any frame'
+    where = (f'after frame {last} ({float(index.time(last)):.3f} s)' if last is not None
+             else 'before any frame this read wanted')
     return CorruptVideoError(f'{index.source}: cannot decode frame {wanted} ({float(index.time(wanted)):.3f} s): '
                              f'{why}; decoding stopped {where}', wanted, float(index.time(wanted)))
 
 
-def _to_video_frame(frame, timestamp_ms):
-    """RGB uint8 (H, W, 3) at the coded size, shown as the display matrix says: mirrored, then turned."""
+def _to_video_frame(frame, timestamp_ms, orientation):
+    """RGB uint8 (H, W, 3) at the coded size, shown as the display matrix says (`orientation`): mirrored, turned."""
     rgb = frame.to_ndarray(format='rgb24')
-    mirror, quarter_turns = _orientation(frame)
+    mirror, quarter_turns = orientation
     if mirror:
         rgb = rgb[:, ::-1]
     if quarter_turns:
@@ -653,16 +633,24 @@ def _to_video_frame(frame, timestamp_ms):
     return VideoFrame(rgb, mode='RGB', timestamp=timestamp_ms, key_frame=bool(frame.key_frame))
 
 
-def _orientation(frame):
-    """(mirror, counter-clockwise quarter turns) of the frame's display matrix; (False, 0) when it has none.
+def _display_orientation(index):
+    """(mirror, counter-clockwise quarter turns) of the stream's display matrix, read from its first frame in a
+    container of its own: PyAV's `frame.side_data` makes the frame's buffers writable, which changes how a decoder
+    conceals damage in the frames after it, so frames that are returned are never asked for it.
 
     The matrix (FFmpeg's libavutil/display.h: 3x3, row-major, 16.16 fixed point) maps a coded pixel (x, y) to
     (a*x + c*y + u, b*x + d*y + v). A negative determinant ad - bc means a mirror: undoing a horizontal flip first
     (negating a and b) leaves a pure rotation, counter-clockwise by -atan2(b, a) as av_display_rotation_get reads it.
-    So a mirrored matrix is shown mirrored, not turned by 180 degrees.
+    So a mirrored matrix is shown mirrored, not turned by 180 degrees. (False, 0) when there is none.
     """
-    data = next((bytes(memoryview(d)) for d in frame.side_data
-                 if d.type == av.sidedata.sidedata.Type.DISPLAYMATRIX), None)
+    try:
+        with index.open() as container:
+            frame = next(_frames(container, _stream(container, index)), None)
+            data = None if frame is None else next(
+                (bytes(memoryview(d)) for d in frame.side_data if d.type == av.sidedata.sidedata.Type.DISPLAYMATRIX),
+                None)
+    except av.error.FFmpegError:
+        return False, 0
     if data is None or len(data) != 36:
         return False, 0
     a, b, _, c, d = struct.unpack('<5i', data[:20])
