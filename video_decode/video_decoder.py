@@ -346,15 +346,6 @@ def _stream(container, index):
     return next(s for s in container.streams if s.index == index.stream_index)
 
 
-def _threaded(stream, index):
-    """Frame threads (faster on several cores) for inputs indexed from packets, well-formed files; PyAV's default
-    threads for the rest, where a damaged stream must be concealed exactly as a plain sequential decode conceals it
-    (frame threads conceal differently)."""
-    if index.method == 'packets':
-        stream.thread_type = 'AUTO'
-    return stream
-
-
 def _packets_are_frames(container, stream, packets):
     names = set(container.format.name.split(','))
     return (bool(names & _PACKET_FORMATS) and stream.codec_context.name in _PACKET_CODECS
@@ -529,7 +520,7 @@ def _decode(index, positions):
     done, failures = 0, 0
     if index.keyframes and positions:
         with index.open() as container:
-            stream = _threaded(_stream(container, index), index)
+            stream = _stream(container, index)  # PyAV's default threads: damage concealed as in sequence
             while done < len(positions) and failures < _SEEK_TRIES:
                 group = _seek_group(index, positions, done)
                 start = index.keyframe_before(positions[done], earlier=failures)
@@ -565,7 +556,7 @@ def _seek_group(index, positions, i):
 
 def _decode_from_start(index, positions):
     with index.open() as container:
-        stream = _threaded(_stream(container, index), index)
+        stream = _stream(container, index)
         last = None
         try:
             for position, frame in _walk(index, _frames(container, stream), 0, positions, synced=True):
