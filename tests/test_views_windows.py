@@ -1,6 +1,7 @@
 """Views (1 or 3 crops), clip sampling and sliding windows: each checked against a computation written out here
 from the description (PySlowFast's test protocol), not from the operator's code."""
 
+import html
 import math
 from collections.abc import Sequence
 
@@ -269,6 +270,17 @@ def test_summary_ranks_top_labels_by_seconds_and_merges_runs():
     np.testing.assert_allclose(summary['feature'], feature * (10 + 30 + 5 + 5) / 30)
 
 
+def test_summary_numbers_are_python_numbers_also_from_numpy_rows():
+    rows = [(np.int64(0), np.int64(4000), np.array(['a', 'b']), np.array([0.6, 0.3], np.float32), np.ones(4)),
+            (np.int64(4000), np.int64(6000), ['a'], [np.float64(0.8)], np.ones(4))]
+    summary = summarize(rows)
+    for label, seconds, best in summary['labels']:
+        assert (type(label), type(seconds), type(best)) == (str, float, float)
+    for start, end, label, score in summary['segments']:
+        assert (type(start), type(end), type(label), type(score)) == (int, int, str, float)
+    assert summary['labels'] == [('a', 6.0, pytest.approx(0.8))]
+
+
 def timeline_rows():
     rows = [(i * 10000, (i + 1) * 10000, [label], [score]) for i, (label, score) in
             enumerate([('abseiling', 0.9), ('abseiling', 0.4), ('<b>&', 0.7)])]
@@ -286,6 +298,30 @@ def test_timeline_renders_windows_to_html_and_svg(tmp_path):
     assert timeline.save(tmp_path / 'timeline.svg').read_text().startswith('<svg')
     with pytest.raises(ValueError, match='suffix'):
         timeline.save(tmp_path / 'timeline.jpg')
+
+
+def test_a_labels_colour_is_stable_and_bars_match_the_legend():
+    import re
+    import zlib
+
+    from timesformer_op.timeline import PALETTE, label_colours
+
+    first = Timeline(timeline_rows())
+    # The same labels with other shares of the video and in another order: each keeps its colour.
+    second = Timeline([(0, 90000, ['<b>&'], [0.2]), (90000, 91000, ['abseiling'], [0.99])])
+    assert first.labels != second.labels and first.colours == second.colours
+    assert label_colours(['abseiling'])['abseiling'] == PALETTE[zlib.crc32(b'abseiling') % len(PALETTE)]
+    many = label_colours(f'label {i}' for i in range(20))
+    assert len(set(many.values())) == 20  # colliding names move on to a free colour
+    assert many == label_colours(f'label {i}' for i in reversed(range(20)))
+    svg = first.to_svg()
+    bars = re.findall(r'<rect [^>]*height="26" fill="(#[0-9a-f]{6})"(/?)>', svg)
+    swatches = dict(re.findall(r'fill="(#[0-9a-f]{6})"/><text [^>]*>([^<]*?) \(', svg))
+    assert len(bars) == 4 and 'opacity' not in svg  # drawn as the legend shows them
+    assert {colour for colour, _ in bars} == set(swatches)
+    assert {swatches[colour] for colour in swatches} == {'abseiling', '&lt;b&gt;&amp;'}
+    for colour, label in swatches.items():
+        assert first.colours[html.unescape(label)] == colour
 
 
 def test_timeline_renders_a_png_with_matplotlib(tmp_path):
