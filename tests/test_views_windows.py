@@ -21,6 +21,7 @@ from timesformer_op.timeline import Timeline
 from timesformer_op.timing import FrameTimes
 from timesformer_op.views import clip_to_views
 from timesformer_op.windows import plan_windows, summarize
+from timesformer_op.zoo import get_cfg
 
 TOL = 1e-4
 MEAN, STD = (0.45,) * 3, (0.225,) * 3
@@ -116,6 +117,7 @@ def test_clip_sampling_takes_8_frames_over_256_at_30fps_from_the_middle(count, f
 def test_clip_sampling_reads_the_frame_rate_from_timestamps(tiny):
     arrays = random_frames(301, 16, 16, seed=10)
     chosen = [43, 74, 104, 134, 165, 195, 225, 256]  # span 213.33 frames at 25 fps from (301 - 213.33) / 2
+    assert chosen == reference_clip_indices(301, 8, 32, 25.0)
     labels, scores, feature = tiny(sampling='clip')(stamped(arrays, 25))
     expected = tiny(skip_preprocess=True)(arrays[chosen])
     assert labels == expected[0]
@@ -131,22 +133,63 @@ def test_clip_sampling_is_refused_for_models_without_a_sampling_rate():
 
 # ---- sliding windows ---------------------------------------------------------------------------------------------
 
+def reference_clip_indices(n: int, num_frames: int, rate: int, fps: float) -> list[int]:
+    """PySlowFast's test clip, written out from the paper's protocol: `rate` counts frames of a 30 fps video, so the
+    clip spans `num_frames * rate * fps / 30` of this video's frames, centred (from frame 0 when the window is
+    shorter), `linspace` over the span, truncated, clamped to the last frame."""
+    span = num_frames * rate * fps / 30
+    start = max((n - span) / 2, 0.0)
+    return [min(int(x), n - 1) for x in np.linspace(start, start + span - 1, num_frames)]
+
+
+def pyav_frames(path) -> tuple[np.ndarray, list[int]]:
+    """Every frame (RGB) and its time in ms from the first, by a plain sequential PyAV decode (not our decoder)."""
+    import av
+
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(video=0))
+    first = decoded[0].pts
+    times = [round(float((f.pts - first) * f.time_base) * 1000) for f in decoded]
+    return np.stack([f.to_ndarray(format='rgb24') for f in decoded]), times
+
+
 @pytest.mark.parametrize('options, spans', [
     (dict(window=2), [(0, 2000), (2000, 4000), (4000, 6000), (6000, 8000), (8000, 9600)]),
     (dict(window=4, stride=2, sampling='clip', num_crops=3), [(0, 4000), (2000, 6000), (4000, 8000), (6000, 9600)]),
 ], ids=['side_by_side', 'overlapping_clip_3crops'])
-def test_each_window_equals_one_call_on_the_frames_it_shows(tiny, decoder, video, options, spans):
-    """Rows from the lazy decoder, batched, against the operator called once per window on the frames whose
-    timestamps fall in it; the last window is cut at the video's end (9.6 s)."""
+def test_each_window_holds_the_frames_its_timestamps_place_in_it(tiny, decoder, video, options, spans):
+    """Rows from the lazy decoder, batched, against frame indices worked out here from the timestamps of a plain
+    PyAV decode: a window holds the frames shown in [start, end), the last one cut at the video's end (9.6 s), and
+    its clip is sampled from those frames by `floor(linspace)` (uniform) or the paper's clip (`reference_clip_indices`).
+    The chosen frames then go through the model with `skip_preprocess=True`, which resizes and crops but samples
+    nothing."""
     rows = tiny(**options)(decoder(video))
+    arrays, times = pyav_frames(video)
+    duration = times[-1] + 40  # the last frame's end at 25 fps
+    window, stride = options['window'] * 1000, options.get('stride', options['window']) * 1000
+    expected_spans, start = [], 0
+    while not expected_spans or expected_spans[-1][1] < duration:
+        expected_spans.append((start, min(start + window, duration)))
+        start += stride
+    assert expected_spans == spans  # the table above, as the docs describe it
     assert [(row.start_ms, row.end_ms) for row in rows] == spans
-    every = list(decoder(video))
-    single = tiny(**{k: v for k, v in options.items() if k not in ('window', 'stride')})
+    cfg = get_cfg(TINY)
+    single = tiny(skip_preprocess=True, num_crops=options.get('num_crops', 1))
     for row in rows:
-        labels, scores, feature = single([f for f in every if row.start_ms <= f.timestamp < row.end_ms])
+        inside = [i for i, t in enumerate(times) if row.start_ms <= t < row.end_ms]
+        if options.get('sampling') == 'clip':
+            picks = reference_clip_indices(len(inside), cfg.num_frames, cfg.sampling_rate, 25.0)
+        else:
+            picks = np.floor(np.linspace(0, len(inside) - 1, cfg.num_frames)).astype(int).tolist()
+        labels, scores, feature = single(arrays[[inside[i] for i in picks]])
         assert row.labels == labels
         np.testing.assert_allclose(row.scores, scores, atol=1e-5)
         np.testing.assert_allclose(row.features, feature, atol=1e-5)
+
+
+@pytest.mark.parametrize('count, fps', [(300, 30), (300, 24), (1000, 60), (100, 30), (301, 25), (7, 29.97)])
+def test_clip_indices_equal_the_protocol_written_out(count, fps):
+    assert clip_indices(count, 8, 32, fps) == reference_clip_indices(count, 8, 32, fps)
 
 
 @pytest.mark.parametrize('window, stride, spans', [
