@@ -84,3 +84,4 @@ def test_seed_example_without_weights_says_why_and_shows_no_labels(offline_env, 
     assert 'http://127.0.0.1:9/TimeSformer_divST_8x32_224_K400.pyth' in out.stderr
     assert str(tmp_path / 'empty-torch-home') in out.stderr and 'weights=' in out.stderr
     assert 'labels' not in out.stdout
+    assert 'bash scripts/demo.sh --random-weights' in out.stderr and 'plumbing only' in out.stderr
