@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from checkout import load_package
-from conftest import ROOT, TINY
+from conftest import PARITY_FEATURES, PARITY_SCORES, ROOT, TINY
 from make_video import make_video
 from reference import random_frames
 from towhee.types import VideoFrame
@@ -23,7 +23,6 @@ from timesformer_op.views import clip_to_views
 from timesformer_op.windows import plan_windows, summarize
 from timesformer_op.zoo import get_cfg
 
-TOL = 1e-4
 MEAN, STD = (0.45,) * 3, (0.225,) * 3
 
 
@@ -81,8 +80,10 @@ def test_three_crops_sum_hf_logits_over_left_centre_right_in_one_batch(checkpoin
         probs = hf_model.classifier(hidden).sum(0).softmax(-1)
     top = probs.topk(5)
     assert batches == [(3, 3, 8, 224, 224)]
-    assert np.abs(feature - hidden.mean(0).numpy()).max() < TOL
-    assert np.abs(np.array(scores) - top.values.numpy()).max() < TOL
+    feature_diff = np.abs(feature - hidden.mean(0).numpy()).max()
+    score_diff = np.abs(np.array(scores) - top.values.numpy()).max()
+    print(f'3 crops vs HF: features {feature_diff:.2e}, scores {score_diff:.2e}')
+    assert feature_diff < PARITY_FEATURES and score_diff < PARITY_SCORES
     assert labels == [op.labels[i] for i in top.indices.tolist()]
 
 
