@@ -5,14 +5,12 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import PARITY_FEATURES, PARITY_SCORES
+from conftest import FORMATS, PARITY_FEATURES, PARITY_SCORES, TINY
 from reference import hf_outputs, random_frames, reference_clip
 from towhee.types import VideoFrame
 
 from timesformer_op import timesformer
 from timesformer_op.preprocess import clip_to_tensor, select_frames
-
-FORMATS = ['hf_dir', 'pyth', 'plain', 'towhee_models', 'towhee_models_model', 'hf_safetensors', 'hf_bin']
 
 
 def assert_matches_hf(op, hf_model, frames, num_frames=8, reference=None):
@@ -47,17 +45,37 @@ def test_the_plain_checkpoint_matches_hf_through_the_full_path(plain_op, hf_mode
     assert all(label in plain_op.cfg.labels for label in labels)
 
 
-@pytest.mark.parametrize('fmt', [f for f in FORMATS if f != 'plain'])
-def test_every_checkpoint_format_loads_the_same_weights(fmt, checkpoints, plain_op, format_frames, hf_reference,
-                                                        hf_model):
-    """Each format gives bit-identical parameters to the plain state dict (which the test above runs against HF);
-    one format, the release .pyth, also runs the whole path again."""
-    op = timesformer(weights=checkpoints[fmt], device='cpu')
+def test_the_release_pyth_loads_the_same_weights_and_matches_hf(checkpoints, plain_op, format_frames,
+                                                               hf_reference, hf_model):
+    """The original release format at full size: bit-identical parameters to the plain state dict, and the whole
+    path against HF again."""
+    op = timesformer(weights=checkpoints['pyth'], device='cpu')
     ours, reference = op.model.state_dict(), plain_op.model.state_dict()
+    assert ours.keys() == reference.keys() and all(torch.equal(ours[k], reference[k]) for k in ours)
+    assert_matches_hf(op, hf_model, format_frames, reference=hf_reference)
+
+
+@pytest.fixture(scope='module')
+def tiny_plain_op(tiny_checkpoints):
+    return timesformer(model_name=TINY, weights=tiny_checkpoints['plain'], device='cpu')
+
+
+@pytest.mark.parametrize('fmt', FORMATS)
+def test_every_checkpoint_format_loads_the_same_weights_and_matches_hf(fmt, tiny_checkpoints, tiny_plain_op,
+                                                                       tiny_hf_model):
+    """Each format, saved from HF's small same-architecture model (reading a format is key names and nesting, not
+    model size), loads bit-identical parameters and gives HF's result through the whole path."""
+    op = timesformer(model_name=TINY, weights=tiny_checkpoints[fmt], device='cpu')
+    ours, reference = op.model.state_dict(), tiny_plain_op.model.state_dict()
     assert ours.keys() == reference.keys()
     assert all(torch.equal(ours[k], reference[k]) for k in ours), fmt
-    if fmt == 'pyth':
-        assert_matches_hf(op, hf_model, format_frames, reference=hf_reference)
+    frames = random_frames(20, 72, 96, seed=1)
+    labels, scores, features = op(frames)
+    probs, hf_feature = hf_outputs(tiny_hf_model, reference_clip(frames, 8, 64))
+    top = probs.topk(5)
+    assert labels == [op.labels[i] for i in top.indices.tolist()]
+    assert np.abs(features - hf_feature.numpy()).max() < PARITY_FEATURES
+    assert np.abs(np.array(scores) - top.values.numpy()).max() < PARITY_SCORES
 
 
 def test_kinetics_labels_are_the_400_names_in_index_order():
@@ -68,8 +86,8 @@ def test_kinetics_labels_are_the_400_names_in_index_order():
     assert get_cfg('timesformer_k400_8x224').labels == list(torchvision.models._meta._KINETICS400_CATEGORIES)
 
 
-def test_bgr_frames_and_a_single_array_give_the_rgb_result(checkpoints, hf_model):
-    op = timesformer(weights=checkpoints['plain'], topk=3, device='cpu')  # topk=3: its own instance
+def test_bgr_frames_and_a_single_array_give_the_rgb_result(plain_op, hf_model):
+    op = plain_op
     rgb = random_frames(12, 202, 360, seed=2)
     expected = assert_matches_hf(op, hf_model, rgb)  # one (T, H, W, 3) array
     bgr = [VideoFrame(np.ascontiguousarray(f[..., ::-1]), mode='BGR') for f in rgb]
@@ -140,8 +158,9 @@ def test_subsampling_reads_only_the_chosen_frames():
     assert frames.seen == set(np.floor(np.linspace(0, 299, 8)).astype(int).tolist())
 
 
-def test_concurrent_calls_on_one_instance_equal_serial_calls(plain_op):
-    op = plain_op
+def test_concurrent_calls_on_one_instance_equal_serial_calls(tiny_weights):
+    """Thread safety is not a matter of model size: the small same-architecture model (4 calls in 4 threads)."""
+    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
     clips = [random_frames(8, 120, 160, seed=s) for s in range(4)]
     serial = [op(c) for c in clips]
     results = [None] * len(clips)
