@@ -273,7 +273,10 @@ def _quiet_ray() -> None:
 def main(argv=None) -> int:
     warnings.filterwarnings('ignore', message='.*pkg_resources.*')  # towhee imports it
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a usage error (printed in one line) or --help: a status for in-process callers too
+        return e.code
     problem = _invalid(args)
     if problem is not None:
         print(f'videos.py {args.command}: error: {problem}', file=sys.stderr)

@@ -706,14 +706,15 @@ def jobs_cli():
     return importlib.import_module('jobs.cli')
 
 
-@pytest.mark.parametrize('extra, message', [
-    (['--chunk-size', '0'], 'chunk_size must be at least 1'),
-    (['--topk', '0'], 'topk must be an integer in 1..400'),
-    (['--engine', 'local', '--out', '{tmp}'], 'is a directory; give a file name'),
-    (['--format', 'parquet', '{tmp}/nothing_here/*.mp4'], 'no videos to process'),
-], ids=['chunk_size_0', 'topk_0', 'out_is_a_directory', 'no_inputs'])
-def test_batch_cli_refuses_bad_settings_with_one_line_and_exit_1(jobs_cli, tiny_weights, tmp_path, capsys, files,
-                                                                 extra, message):
+@pytest.mark.parametrize('extra, message, status', [
+    (['--chunk-size', '0'], 'argument --chunk-size: must be at least 1', 2),  # argument errors: before loading
+    (['--topk', '0'], 'argument --topk: must be at least 1', 2),
+    (['--topk', '401'], 'topk must be an integer in 1..400', 1),  # needs the model's classes: the job's error
+    (['--engine', 'local', '--out', '{tmp}'], 'is a directory; give a file name', 1),
+    (['--format', 'parquet', '{tmp}/nothing_here/*.mp4'], 'no videos to process', 1),
+], ids=['chunk_size_0', 'topk_0', 'topk_401', 'out_is_a_directory', 'no_inputs'])
+def test_batch_cli_refuses_bad_settings_with_one_line_and_a_nonzero_status(jobs_cli, tiny_weights, tmp_path, capsys,
+                                                                           files, extra, message, status):
     cfg = tmp_path / 'tiny.json'
     cfg.write_text(json.dumps({'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48,
                                'depth': 2, 'num_heads': 4}))
@@ -723,6 +724,6 @@ def test_batch_cli_refuses_bad_settings_with_one_line_and_exit_1(jobs_cli, tiny_
     code = jobs_cli.main(['index', *inputs, *out, '--model-cfg', str(cfg), '--weights', str(tiny_weights),
                           '--no-progress', *extra])
     err = capsys.readouterr().err
-    assert code == 1 and 'Traceback' not in err
+    assert code == status and 'Traceback' not in err
     assert err.count('error: ') == 1 and message in err
     assert not (tmp_path / 'r.parquet').exists()
