@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from checkout import load_package
 from conftest import PARITY_FEATURES, PARITY_SCORES, ROOT, TINY
 from make_video import make_video
-from reference import random_frames
+from reference import random_frames, reference_clip
 from towhee.types import VideoFrame
 
 from timesformer_op import timesformer
@@ -65,26 +65,30 @@ def stamped(arrays, fps):
 
 # ---- views -------------------------------------------------------------------------------------------------------
 
-def test_three_crops_sum_hf_logits_over_left_centre_right_in_one_batch(checkpoints, hf_model):
-    """240x319: scaled to 224x297, the centre offset 36.5 rounds up to 37 (the seed's centre crop takes 36)."""
-    op = timesformer(weights=checkpoints['plain'], num_crops=3, device='cpu')
+def test_three_crops_sum_hf_logits_over_left_centre_right_in_one_batch(tiny_checkpoints, tiny_hf_model):
+    """240x319 with 64 px crops: scaled to 64x85, the centre offset 10.5 rounds up to 11 (the seed's centre crop
+    takes 10). Crop placement and the logit sum are not full-size numerics: the small same-architecture model
+    against HF built alike."""
+    op = timesformer(model_name=TINY, weights=tiny_checkpoints['plain'], num_crops=3, device='cpu')
     batches = []
     forward = op.forward
     op.forward = lambda clips: batches.append(tuple(clips.shape)) or forward(clips)
     frames = random_frames(12, 240, 319, seed=7)
     labels, scores, feature = op(frames)
 
-    crops = reference_three_crops(frames[np.floor(np.linspace(0, 11, 8)).astype(int)], 224)
+    crops = reference_three_crops(frames[np.floor(np.linspace(0, 11, 8)).astype(int)], 64)
     with torch.inference_mode():
-        hidden = hf_model.timesformer(torch.stack([c.permute(1, 0, 2, 3) for c in crops]))[0][:, 0]
-        probs = hf_model.classifier(hidden).sum(0).softmax(-1)
+        hidden = tiny_hf_model.timesformer(torch.stack([c.permute(1, 0, 2, 3) for c in crops]))[0][:, 0]
+        probs = tiny_hf_model.classifier(hidden).sum(0).softmax(-1)
     top = probs.topk(5)
-    assert batches == [(3, 3, 8, 224, 224)]
+    assert batches == [(3, 3, 8, 64, 64)]
     feature_diff = np.abs(feature - hidden.mean(0).numpy()).max()
     score_diff = np.abs(np.array(scores) - top.values.numpy()).max()
     print(f'3 crops vs HF: features {feature_diff:.2e}, scores {score_diff:.2e}')
     assert feature_diff < PARITY_FEATURES and score_diff < PARITY_SCORES
     assert labels == [op.labels[i] for i in top.indices.tolist()]
+    seed_centre = reference_clip(frames, 8, 64)  # the 1-crop path's centre: offset 10, one column left
+    assert not torch.allclose(seed_centre, crops[1]) and torch.allclose(seed_centre[..., 1:], crops[1][..., :-1])
 
 
 @pytest.mark.parametrize('shape', [(8, 98, 67), (8, 67, 101), (8, 90, 90), (8, 64, 200)],
