@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import pickle
 import re
@@ -23,6 +24,9 @@ from .zoo import ModelCfg
 
 # Serve checkpoints from a mirror (or a loopback server in tests): `<base>/<release file name>`.
 ENV_BASE_URL = 'TIMESFORMER_WEIGHTS_BASE_URL'
+# Seconds a download may wait for the server (to connect, or for the next bytes) before it is given up.
+ENV_READ_TIMEOUT = 'TIMESFORMER_DOWNLOAD_TIMEOUT'
+READ_TIMEOUT_S = 60.0
 
 
 class CheckpointError(ValueError):
@@ -31,6 +35,14 @@ class CheckpointError(ValueError):
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights are not cached and could not be downloaded."""
+
+
+class DownloadStalledError(TimeoutError):
+    """The server sent nothing for the read timeout (a stalled connection or a server that never answers)."""
+
+
+class DownloadHashError(ValueError):
+    """A downloaded file whose SHA-256 does not start with the recorded hash."""
 
 
 # HF transformers names -> original names; the order matters only in that each rule is tried in turn.
@@ -206,12 +218,59 @@ def remove_stale_partials(dst: Path) -> None:
                 partial.unlink()
 
 
+def read_timeout_s() -> float:
+    """The download read timeout: `TIMESFORMER_DOWNLOAD_TIMEOUT` seconds if set (a positive number), else 60."""
+    text = os.environ.get(ENV_READ_TIMEOUT)
+    if text is None:
+        return READ_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not value > 0:
+        raise ValueError(f'{ENV_READ_TIMEOUT}={text!r}: expected a positive number of seconds')
+    return value
+
+
+def _fetch(url: str, path: Path, sha256: str | None, progress: bool, timeout: float) -> None:
+    """Stream `url` into `path` with a timeout on connecting and on every read, checking the hash prefix.
+
+    torch.hub.download_url_to_file opens the URL without a timeout: a server that accepts the connection and
+    then sends nothing blocks it forever. This is its loop with `urlopen(timeout=)`.
+    Raises DownloadStalledError, DownloadHashError, or urllib's/OSError's errors.
+    """
+    import urllib.request
+
+    from tqdm import tqdm
+
+    digest = hashlib.sha256()
+    request = urllib.request.Request(url, headers={'User-Agent': 'timesformer-operator'})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(path, 'wb') as f:
+            size = response.headers.get('Content-Length')
+            with tqdm(total=int(size) if size and size.isdigit() else None, disable=not progress, unit='B',
+                      unit_scale=True, unit_divisor=1024) as bar:
+                while chunk := response.read(1 << 16):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+    except TimeoutError as e:  # socket.timeout: connect or read
+        raise DownloadStalledError(f'no data from {url} for {timeout:g} s (read timeout); the server stalled. '
+                                   f'Try again, use a mirror, or set {ENV_READ_TIMEOUT} to wait longer') from e
+    if sha256 is not None and not digest.hexdigest().startswith(sha256):
+        raise DownloadHashError(f'invalid hash value (expected "{sha256}", got "{digest.hexdigest()}")')
+
+
 def download(url: str, dst: Path, sha256: str | None = None, progress: bool = True) -> Path:
-    """Download to a temporary name beside `dst`, check hash and completeness, then rename: all or nothing."""
+    """Download to a temporary name beside `dst`, check hash and completeness, then rename: all or nothing.
+
+    A connection that sends nothing for `read_timeout_s()` raises DownloadStalledError.
+    """
+    timeout = read_timeout_s()
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f'{dst.name}.{uuid.uuid4().hex}.partial')
     try:
-        torch.hub.download_url_to_file(url, str(tmp), hash_prefix=sha256, progress=progress)
+        _fetch(url, tmp, sha256, progress, timeout)
         _verify_archive(tmp)
         os.replace(tmp, dst)
     finally:

@@ -1,4 +1,4 @@
-"""A video's windows on a time axis: one bar per window, coloured by its top label, shaded by its score.
+"""A video's windows on a time axis: one bar per window, coloured by its top label, its score written in it.
 
 For notebooks: make a `Timeline` the last expression of a cell and Jupyter shows it (`_repr_html_`), next to
 `DataCollection.show()`'s table of the same rows (which shrinks every image cell to 128x128 px, too small for a
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import html
 import io
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-# matplotlib's tab20 colours, the saturated ten first; labels beyond twenty reuse them (the legend says which).
+# matplotlib's tab20 colours. A label's colour comes from its name (see `label_colours`); beyond twenty labels in
+# one timeline colours repeat (the legend says which).
 PALETTE = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22',
            '#17becf', '#aec7e8', '#ffbb78', '#98df8a', '#ff9896', '#c5b0d5', '#c49c94', '#f7b6d2', '#c7c7c7',
            '#dbdb8d', '#9edae5')
@@ -36,6 +38,24 @@ def _fit(label: str, score: float, chars: int) -> str:
     return label if len(label) <= chars else (label[:chars - 1] + '…' if chars >= 4 else '')
 
 
+def label_colours(labels: Iterable[str]) -> dict[str, str]:
+    """A colour per label that depends only on the label's name, not on run order or its share of the video.
+
+    Each label starts at `PALETTE[crc32(name) % 20]`; when two labels of the same timeline land on the same colour,
+    the one later in alphabetical order takes the next free colour. So a label keeps its colour from run to run
+    (the same set of labels always gives the same colours) and, up to twenty labels, no two share one.
+    """
+    colours: dict[str, str] = {}
+    for label in sorted(set(labels)):
+        index = zlib.crc32(label.encode('utf-8')) % len(PALETTE)
+        if len(colours) < len(PALETTE):
+            taken = set(colours.values())
+            while PALETTE[index] in taken:
+                index = (index + 1) % len(PALETTE)
+        colours[label] = PALETTE[index]
+    return colours
+
+
 class Timeline:
     """Window rows `(start_ms, end_ms, labels, scores, ...)`, as the operator returns them with `window=`."""
 
@@ -53,7 +73,7 @@ class Timeline:
             seconds[label] = seconds.get(label, 0.0) + (end - start) / 1000
         self.labels = sorted(seconds, key=lambda label: -seconds[label])  # legend order: most time first
         self.seconds = seconds
-        self.colours = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(self.labels)}
+        self.colours = label_colours(self.labels)
 
     @classmethod
     def from_columns(cls, starts, ends, labels, scores, title: str = '') -> Timeline:
@@ -98,7 +118,7 @@ class Timeline:
             y = top + lane * (_LANE + _GAP)
             tip = f'{clock(start)}-{clock(end)}  {label}  {score:.2f}'
             out.append(f'<rect x="{left:.1f}" y="{y}" width="{width:.1f}" height="{_LANE}" '
-                       f'fill="{self.colours[label]}" fill-opacity="{0.3 + 0.7 * score:.2f}">'
+                       f'fill="{self.colours[label]}">'
                        f'<title>{html.escape(tip)}</title></rect>')
             text = _fit(label, score, int(width // 6.5))
             if text:
@@ -136,9 +156,9 @@ class Timeline:
         fig = Figure(figsize=(_WIDTH / 100, 0.9 + 0.35 * lanes + 0.25 * legend_rows), dpi=dpi)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        for (start, end, label, score), lane in zip(self.windows, self.lanes):
+        for (start, end, label, _), lane in zip(self.windows, self.lanes):
             ax.broken_barh([(start / 1000, (end - start) / 1000)], (lane, 0.8), facecolors=self.colours[label],
-                           alpha=0.3 + 0.7 * score, edgecolor='white', linewidth=0.5)
+                           edgecolor='white', linewidth=0.5)
         ax.set_ylim(lanes - 0.1, -0.1)
         ax.set_xlim(self.start_ms / 1000, self.end_ms / 1000)
         ax.set_yticks([])

@@ -122,6 +122,8 @@ def summarize(rows: Iterable) -> dict:
     - 'labels': `(label, seconds, best score)` for each top-1 label, most seconds first (seconds of the windows where
       it is top-1: overlapping windows count their overlap twice);
     - 'segments': runs of consecutive windows with the same top-1 label, `(start_ms, end_ms, label, mean score)`.
+
+    Numbers are Python `int` (milliseconds) and `float` (seconds, scores); only 'feature' is a numpy array.
     """
     rows = list(rows)
     if not rows:
@@ -132,8 +134,8 @@ def summarize(rows: Iterable) -> dict:
     seconds, best = {}, {}
     segments = []
     for (start, end, labels, scores, _), length in zip(rows, lengths):
-        label, score = labels[0], float(scores[0])
-        seconds[label] = seconds.get(label, 0.0) + length / 1000
+        start, end, label, score = int(start), int(end), str(labels[0]), float(scores[0])
+        seconds[label] = seconds.get(label, 0.0) + float(length) / 1000
         best[label] = max(best.get(label, 0.0), score)
         if segments and segments[-1][2] == label:
             first, _, _, total, count = segments[-1]

@@ -2,12 +2,19 @@
 
     python scripts/videos.py index VIDEOS... --out results.parquet [--milvus ./videos.db] [--engine ray]
     python scripts/videos.py search VIDEO --milvus ./videos.db -k 5
+
+Exit status: 0 done; 2 a bad argument (one line, before anything is loaded); 1 the job could not run (weights,
+settings, output state); 3 `index` finished but its output records videos that failed (a summary is printed);
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import logging
+import os
 import sys
 import warnings
 
@@ -15,8 +22,41 @@ from .errors import JobError
 from .operators import DEFAULT_MODEL, OperatorSpec, read_model_cfg
 
 EXIT_JOB_ERROR = 1  # the job could not run (weights, settings, output state); each video's failure is not one
+EXIT_USAGE = 2  # a bad argument, found before any heavy work (argparse's own status for usage errors)
 EXIT_IN_USE = 2  # a file the job needs (the output, a Milvus Lite .db) is held by another process: errors.InUseError
+EXIT_VIDEOS_FAILED = 3  # `index` completed, but the output records at least one video with an error
 EXIT_INTERRUPTED = 130
+FAILURES_SHOWN = 5  # failed paths listed in the summary; the rest are in the output's error column
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what was wrong and where to look), exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
+
+def _at_least(minimum, kind=int):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+        if not value >= minimum:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f'must be at least {minimum}, got {text}')
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _positive(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+    if not value > 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f'must be more than 0, got {text}')
+    return value
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +69,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--model-cfg', default=None, metavar='JSON',
                        help='register an extra model record first: {"name": ..., "base": <zoo name>, '
                             '<ModelCfg field>: value, ...} (fine-tuned or smaller models)')
-    group.add_argument('--topk', type=int, default=5, help='labels and scores kept per video (default 5)')
+    group.add_argument('--topk', type=_at_least(1), default=5, help='labels and scores kept per video (default 5)')
     group.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:1'; default CUDA when present")
     group.add_argument('--trust-checkpoint', action='store_true',
                        help='allow torch.load(weights_only=False) for a checkpoint you trust (it runs its code)')
@@ -40,7 +80,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
                             "clip from the middle")
     group.add_argument('--precision', choices=('fp32', 'bf16', 'fp16', 'int8'), default=None,
                        help='fp32 (default); bf16/fp16 on CUDA; int8 on the CPU (see the operator docs)')
-    group.add_argument('--clip-batch', type=int, default=1,
+    group.add_argument('--clip-batch', type=_at_least(1), default=1,
                        help='videos per model forward (op.batch; raise it on a GPU); 1 (default) makes every '
                             'row independent of how videos are grouped')
 
@@ -56,8 +96,8 @@ def _spec(args) -> OperatorSpec:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='videos.py', description=__doc__.split('\n\n')[0])
-    commands = parser.add_subparsers(dest='command', required=True)
+    parser = _Parser(prog='videos.py', description=__doc__.split('\n\n')[0])
+    commands = parser.add_subparsers(dest='command', required=True, parser_class=_Parser)
 
     index = commands.add_parser(
         'index', help='classify and embed videos into Parquet/JSONL (and Milvus); resumes where it stopped',
@@ -69,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument('--out', required=True, help='output file: results.parquet (default format) or .jsonl')
     index.add_argument('--format', choices=('parquet', 'jsonl'), default=None,
                        help='output format; default from the --out extension (.jsonl -> jsonl), else parquet')
-    index.add_argument('--chunk-size', type=int, default=32,
+    index.add_argument('--chunk-size', type=_at_least(1), default=32,
                        help='videos per atomically written chunk: at most this many are redone after a kill')
-    index.add_argument('--chunk-seconds', type=float, default=60.0,
+    index.add_argument('--chunk-seconds', type=_positive, default=60.0,
                        help='also write a chunk when this many seconds passed since the last one')
     index.add_argument('--retry-failed', action='store_true', help='process again the videos recorded with an error')
     index.add_argument('--overwrite', action='store_true',
@@ -81,14 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     ray = index.add_argument_group('engine')
     ray.add_argument('--engine', choices=('local', 'ray'), default='local',
                      help='local: this process; ray: a Ray Data actor pool of model replicas')
-    ray.add_argument('--workers', type=int, default=2, help='Ray: model replicas (default 2)')
+    ray.add_argument('--workers', type=_at_least(1), default=2, help='Ray: model replicas (default 2)')
     ray.add_argument('--ray-address', default=None,
                      help='Ray: join this cluster (e.g. ray://head:10001 or auto); default RAY_ADDRESS if set, '
                           'else start a local Ray')
-    ray.add_argument('--cpus-per-worker', type=float, default=1, help='Ray: CPU cores per replica (default 1)')
-    ray.add_argument('--gpus-per-worker', type=float, default=None,
+    ray.add_argument('--cpus-per-worker', type=_positive, default=1, help='Ray: CPU cores per replica (default 1)')
+    ray.add_argument('--gpus-per-worker', type=_at_least(0.0, float), default=None,
                      help='Ray: GPUs per replica; default 1 when the cluster has GPUs, else 0')
-    ray.add_argument('--batch-size', type=int, default=1, help='Ray: videos per map_batches call (default 1)')
+    ray.add_argument('--batch-size', type=_at_least(1), default=1, help='Ray: videos per map_batches call (default 1)')
+    ray.add_argument('--verbose', action='store_true',
+                     help="Ray: show Ray's own log lines (start-up notices, core-worker messages); default quiet")
     _milvus_args(index, required=False, mirror=True)
     _model_args(index)
 
@@ -97,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              'nearest indexed videos. distance is the cosine similarity '
                                              '(1 = same direction, higher is more similar).')
     search.add_argument('video')
-    search.add_argument('-k', type=int, default=5, help='how many results (default 5)')
+    search.add_argument('-k', type=_at_least(1), default=5, help='how many results (default 5)')
     search.add_argument('--json', action='store_true', help='print JSON instead of a table')
     _milvus_args(search, required=True)
     _model_args(search)
@@ -151,7 +193,37 @@ def _index(args) -> int:
         line += (f'; Milvus {args.collection}: {summary.milvus[0]} upserted, {summary.milvus[1]} removed '
                  f'(failed or no longer in the output)')
     print(line)
+    failures = _failures(summary.out, args.format)
+    if failures:
+        _print_failures(failures, summary.out)
+        return EXIT_VIDEOS_FAILED
     return 0
+
+
+def _failures(out: str, fmt: str | None) -> list[tuple[str, str]]:
+    """(path, error) of every video the finished output records as failed, in output order."""
+    from .results import format_for, read_output
+
+    if format_for(out, fmt) == 'parquet':
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out, columns=['path', 'error'])  # not the embeddings
+        rows = zip(table['path'].to_pylist(), table['error'].to_pylist())
+    else:
+        rows = ((row['path'], row['error']) for row in read_output(out, fmt))
+    return [(path, error) for path, error in rows if error is not None]
+
+
+def _print_failures(failures: list[tuple[str, str]], out: str) -> None:
+    """Count by error type (the `ErrorType: message` prefix the error column is written with), then the first few."""
+    kinds = collections.Counter(error.split(':', 1)[0] for _, error in failures)
+    by_kind = ', '.join(f'{kinds[kind]} {kind}' for kind in sorted(kinds, key=lambda kind: (-kinds[kind], kind)))
+    lines = [f'{len(failures)} video{"s" * (len(failures) != 1)} failed ({by_kind}):']
+    lines += [f'  {path}: {error}' for path, error in failures[:FAILURES_SHOWN]]
+    if len(failures) > FAILURES_SHOWN:
+        lines.append(f'  ... and {len(failures) - FAILURES_SHOWN} more')
+    lines.append(f'Every error is in the error column of {out}; fix the inputs and re-run with --retry-failed.')
+    print('\n'.join(lines), file=sys.stderr)
 
 
 def _search(args) -> int:
@@ -177,9 +249,52 @@ def _search(args) -> int:
     return 0
 
 
+def _invalid(args) -> str | None:
+    """What is wrong with the arguments that argparse cannot see (files, URIs), checked before any model loads."""
+    from .inputs import is_url
+
+    if args.command == 'search' and not is_url(args.video) and not os.path.isfile(os.path.expanduser(args.video)):
+        return f'{args.video}: query video not found'
+    weights = getattr(args, 'weights', None)
+    if weights is not None and not is_url(weights) and not os.path.exists(os.path.expanduser(weights)):
+        return f'--weights {weights}: weights file not found (expected a checkpoint file or directory)'
+    model_cfg = getattr(args, 'model_cfg', None)
+    if model_cfg is not None and not os.path.isfile(os.path.expanduser(model_cfg)):
+        return f'--model-cfg {model_cfg}: file not found (expected a JSON model record)'
+    milvus = getattr(args, 'milvus', None)
+    if milvus is not None:
+        from .milvus_store import resolve_uri
+
+        try:
+            uri = resolve_uri(milvus)
+        except ValueError as e:
+            return str(e)
+        if args.command == 'search' and '://' not in uri and not os.path.exists(uri):
+            return (f'--milvus {milvus}: no Milvus Lite database there; index videos into it first '
+                    f'(videos.py index VIDEOS --out results.parquet --milvus {milvus})')
+    return None
+
+
+def _quiet_ray() -> None:
+    """Keep Ray's own Python notices off the console (`--verbose` shows them): the token-authentication notice
+    printed at start-up and Ray Data's progress-bar notice. Warnings and errors of other Ray loggers still show."""
+    for name in ('ray._private.authentication.authentication_token_setup', 'ray.data._internal.progress'):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv=None) -> int:
     warnings.filterwarnings('ignore', message='.*pkg_resources.*')  # towhee imports it
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a usage error (printed in one line) or --help: a status for in-process callers too
+        return e.code
+    problem = _invalid(args)
+    if problem is not None:
+        print(f'videos.py {args.command}: error: {problem}', file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == 'index' and args.engine == 'ray' and not args.verbose:
+        _quiet_ray()
     try:
         return {'index': _index, 'search': _search, 'random-weights': _random_weights}[args.command](args)
     except KeyboardInterrupt:

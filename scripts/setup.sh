@@ -1,20 +1,58 @@
 #!/usr/bin/env bash
 # Create .venv if missing, install every requirement into it, and place both operators in Towhee's cache
 # ($TOWHEE_HOME, default ~/.towhee) so the seed pipeline resolves them with no network.
+# The first run downloads and installs about 6.6 GB (PyTorch with its CUDA libraries, Ray, ONNX Runtime, ...):
+# about 8 minutes on a fast connection. Later runs find everything installed and take a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v ffmpeg >/dev/null; then  # the tests write their videos with the ffmpeg CLI, as users make them
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing the ffmpeg CLI (apt-get install ffmpeg)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
-  else
-    echo "warning: no ffmpeg CLI; tests/test_decode_corpus.py needs it (e.g. sudo apt-get install ffmpeg)" >&2
+# towhee 1.1.3 imports pkg_resources, which setuptools deprecates with a warning on every import.
+export PYTHONWARNINGS='ignore:pkg_resources is deprecated'
+step() { echo "[setup $1/5] $2" >&2; }
+
+if [ ! -x .venv/bin/python ]; then
+  step 1 'creating .venv (python3 -m venv)'
+  python3 -m venv .venv
+else
+  step 1 '.venv exists: reusing it'
+fi
+
+if .venv/bin/python -m pip install --dry-run --quiet --no-index --disable-pip-version-check \
+     -r requirements-dev.txt >/dev/null 2>&1; then
+  step 2 'requirements-dev.txt: everything already installed'
+else
+  step 2 'installing requirements-dev.txt into .venv: on a first run about 6.6 GB (PyTorch with CUDA libraries,
+           Ray, ONNX Runtime, ...), about 8 minutes on a fast connection; pip lists each package as it goes'
+  set +e
+  .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt 2>&1 \
+    | grep --line-buffered -v -e '^Requirement already satisfied' -e 'is ignored: it is neither a file nor a directory' \
+    | sed -u 's/^/    /'
+  pip_status=${PIPESTATUS[0]}
+  set -e
+  if [ "$pip_status" -ne 0 ]; then
+    echo "setup: pip install failed (exit status $pip_status, output above)" >&2
+    exit 1
   fi
 fi
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+
+# Not installed: the tests read the Kinetics-600 / SSv2 label lists out of this wheel as an independent reference.
+reference=.venv/reference-wheels/gluoncv-0.10.5.post0-py2.py3-none-any.whl
+if [ ! -f "$reference" ]; then
+  echo '    downloading the GluonCV wheel the tests read label lists from (1.2 MB, not installed)' >&2
+  .venv/bin/python -m pip download --quiet --no-deps --disable-pip-version-check gluoncv==0.10.5.post0 \
+    -d .venv/reference-wheels
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 \
-  | grep -v 'is ignored: it is neither a file nor a directory' || true
+
+step 3 'checking that towhee, torch and av import'
 .venv/bin/python -c 'import towhee, torch, av' # fail here, not later, if the install did not work
+
+if command -v ffmpeg >/dev/null; then
+  step 4 'the ffmpeg CLI is installed'
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then  # the tests make their videos with it, as users do
+  step 4 'installing the ffmpeg CLI (apt-get install ffmpeg, about 1 minute)'
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+else
+  step 4 'warning: no ffmpeg CLI; tests/test_decode_corpus.py needs it (e.g. sudo apt-get install ffmpeg)'
+fi
+
+step 5 "placing the operators in Towhee's cache"
 .venv/bin/python scripts/install_operators.py

@@ -20,6 +20,13 @@ from checkout import load_package  # noqa: E402
 load_package('timesformer_op', ROOT)
 
 
+# Parity with HF on full-size ViT-B (random weights, same frames): measured at most 2.4e-6 on features and 4.8e-7 on
+# scores (tests/test_timesformer.py, -s prints each). The bounds leave about four times that, so a change like the
+# ones that once moved scores by 6e-5 (time-embedding interpolation) or 8e-5 (GELU's tanh form) fails here.
+PARITY_FEATURES = 1e-5
+PARITY_SCORES = 2e-6
+
+
 def hf_to_original_keys() -> dict[str, str]:
     """HF name -> original release name, from the reference key table (independent of checkpoints.py)."""
     table = {}
@@ -30,11 +37,11 @@ def hf_to_original_keys() -> dict[str, str]:
     return table
 
 
-def make_hf_model(num_frames: int = 8, image_size: int = 224, seed: int = 0, **config):
+def make_hf_model(num_frames: int = 8, image_size: int = 224, seed: int = 0, num_labels: int = 400, **config):
     from transformers import TimesformerConfig, TimesformerForVideoClassification
 
     torch.manual_seed(seed)
-    cfg = TimesformerConfig(num_frames=num_frames, image_size=image_size, num_labels=400, **config)
+    cfg = TimesformerConfig(num_frames=num_frames, image_size=image_size, num_labels=num_labels, **config)
     model = TimesformerForVideoClassification(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -49,36 +56,65 @@ def hf_model():
     return make_hf_model()
 
 
-@pytest.fixture(scope='session')
-def checkpoints(hf_model, tmp_path_factory):
-    """The same random weights saved in every supported format: {format name: path}."""
+FORMATS = ('hf_dir', 'pyth', 'plain', 'towhee_models', 'towhee_models_model', 'hf_safetensors', 'hf_bin')
+
+
+def save_formats(hf_model, root: Path, formats=FORMATS) -> dict:
+    """`hf_model`'s weights saved in each of `formats` under `root`: {format name: path}."""
     from safetensors.torch import save_file
 
-    root = tmp_path_factory.mktemp('checkpoints')
     hf_sd = {k: v.contiguous() for k, v in hf_model.state_dict().items()}
     names = hf_to_original_keys()
     original = {names[k]: v for k, v in hf_sd.items()}  # 'model.' prefixed, as in the release
     plain = {k[len('model.'):]: v for k, v in original.items()}
-    paths = {'hf_dir': root / 'hf'}
-    hf_model.save_pretrained(paths['hf_dir'])
-    paths['pyth'] = root / 'TimeSformer_divST_8x32_224_K400.pyth'
-    # As PySlowFast saves it: the config as a YAML string beside the state.
-    torch.save({'epoch': 15, 'model_state': original, 'optimizer_state': {}, 'cfg': 'MODEL:\n  NUM_CLASSES: 400\n'},
-               paths['pyth'])
-    paths['plain'] = root / 'plain.pth'
-    torch.save(plain, paths['plain'])
-    paths['towhee_models'] = root / 'towhee_models.pth'
-    torch.save({'state_dict': {f'module.{k}': v for k, v in plain.items()}}, paths['towhee_models'])
-    paths['hf_safetensors'] = root / 'hf.safetensors'
-    save_file(hf_sd, paths['hf_safetensors'])
-    paths['hf_bin'] = root / 'pytorch_model.bin'
-    torch.save(hf_sd, paths['hf_bin'])
+    writers = {
+        'hf_dir': lambda path: hf_model.save_pretrained(path),
+        # As PySlowFast saves it: the config as a YAML string beside the state.
+        'pyth': lambda path: torch.save({'epoch': 15, 'model_state': original, 'optimizer_state': {},
+                                         'cfg': 'MODEL:\n  NUM_CLASSES: 400\n'}, path),
+        'plain': lambda path: torch.save(plain, path),
+        'towhee_models': lambda path: torch.save({'state_dict': {f'module.{k}': v for k, v in plain.items()}}, path),
+        # the other key towhee-models saves under
+        'towhee_models_model': lambda path: torch.save({'model': dict(plain), 'epoch': 3}, path),
+        'hf_safetensors': lambda path: save_file(hf_sd, path),
+        'hf_bin': lambda path: torch.save(hf_sd, path),
+    }
+    files = {'hf_dir': 'hf', 'pyth': 'TimeSformer_divST_8x32_224_K400.pyth', 'plain': 'plain.pth',
+             'towhee_models': 'towhee_models.pth', 'towhee_models_model': 'towhee_models_model.pth',
+             'hf_safetensors': 'hf.safetensors', 'hf_bin': 'pytorch_model.bin'}
+    paths = {}
+    for fmt in formats:
+        paths[fmt] = root / files[fmt]
+        writers[fmt](paths[fmt])
     return paths
 
 
 @pytest.fixture(scope='session')
-def plain_state_dict(checkpoints):
-    return torch.load(checkpoints['plain'], weights_only=True)
+def checkpoints(hf_model, tmp_path_factory):
+    """The full-size reference weights as the release .pyth, a plain state dict and HF safetensors (each 0.5 GB;
+    every other format is tested on the small model, `tiny_checkpoints`)."""
+    return save_formats(hf_model, tmp_path_factory.mktemp('checkpoints'), ('pyth', 'plain', 'hf_safetensors'))
+
+
+@pytest.fixture(scope='session')
+def tiny_hf_model(tiny_weights):
+    """HF built with the TINY record's shape (8 frames, 64 px, 48-d, 2 blocks, 4 heads, 400 classes)."""
+    return make_hf_model(image_size=64, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=192)
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoints(tiny_hf_model, tmp_path_factory):
+    """`tiny_hf_model`'s weights in every supported format (load with `model_name=TINY`)."""
+    return save_formats(tiny_hf_model, tmp_path_factory.mktemp('tiny_checkpoints'))
+
+
+@pytest.fixture(scope='session')
+def plain_op(checkpoints):
+    """The full-size operator loaded from the plain state dict, shared by every test that only calls it."""
+    from timesformer_op import timesformer
+
+    return timesformer(weights=checkpoints['plain'], device='cpu')
 
 
 TINY = 'timesformer_tiny_test'

@@ -9,7 +9,7 @@ import contextvars
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import PARITY_FEATURES, PARITY_SCORES, TINY
 from reference import hf_outputs, random_frames, reference_clip
 from towhee.types import VideoFrame
 
@@ -57,15 +57,16 @@ def test_batch_runs_one_forward_over_all_clips(tiny_op, monkeypatch):
     assert calls == [(3, 3, 8, 64, 64)]
 
 
-def test_full_size_batch_matches_hf_within_1e4(checkpoints, hf_model):
-    op = timesformer(weights=checkpoints['plain'], device='cpu')
-    videos = [random_frames(16, 240, 320, seed=21), random_frames(8, 360, 202, seed=22)]
+def test_batch_matches_hf_video_by_video(tiny_checkpoints, tiny_hf_model):
+    """Batching is plumbing, not full-size numerics: the small same-architecture model against HF built alike."""
+    op = timesformer(model_name=TINY, weights=tiny_checkpoints['plain'], device='cpu')
+    videos = [random_frames(16, 72, 96, seed=21), random_frames(8, 100, 58, seed=22)]
     for (labels, scores, features), video in zip(op.batch(videos), videos):
-        probs, hf_feature = hf_outputs(hf_model, reference_clip(video))
+        probs, hf_feature = hf_outputs(tiny_hf_model, reference_clip(video, 8, 64))
         top = probs.topk(op.topk)
         assert labels == [op.labels[i] for i in top.indices.tolist()]
-        assert np.abs(np.array(scores) - top.values.numpy()).max() < TOL
-        assert np.abs(features - hf_feature.numpy()).max() < TOL
+        assert np.abs(np.array(scores) - top.values.numpy()).max() < PARITY_SCORES
+        assert np.abs(features - hf_feature.numpy()).max() < PARITY_FEATURES
 
 
 def test_batch_validates_each_video_as_a_call_does(tiny_op):

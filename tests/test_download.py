@@ -22,10 +22,12 @@ RELEASE = 'TimeSformer_divST_8x32_224_K400.pyth'
 
 class Server:
     """Serves one payload at /<RELEASE>; `mode` 'ok', 'short' (honest but cut-off body), 'lying' (Content-Length
-    larger than what is sent, then the connection closes)."""
+    larger than what is sent, then the connection closes), 'stall' (headers and half the body, then nothing while
+    the connection stays open)."""
 
     def __init__(self, payload: bytes):
         self.payload, self.mode, self.requests = payload, 'ok', 0
+        self.released = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,9 +38,13 @@ class Server:
                     return
                 body = server.payload if server.mode == 'ok' else server.payload[:len(server.payload) // 2]
                 self.send_response(200)
-                self.send_header('Content-Length', str(len(server.payload if server.mode == 'lying' else body)))
+                promised = server.payload if server.mode in ('lying', 'stall') else body
+                self.send_header('Content-Length', str(len(promised)))
                 self.end_headers()
                 self.wfile.write(body)
+                if server.mode == 'stall':
+                    self.wfile.flush()
+                    server.released.wait(60)  # hold the connection open, sending nothing
                 self.close_connection = True
 
             def log_message(self, *args):
@@ -49,6 +55,7 @@ class Server:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -82,6 +89,46 @@ def test_truncated_download_leaves_no_cached_file(server, tmp_path, mode):
     with pytest.raises(WeightsUnavailableError):
         timesformer(model_name=TINY)
     assert list(cache_dir(tmp_path).iterdir()) == []
+
+
+@pytest.mark.parametrize('where', ['before the headers', 'mid-body'])
+def test_a_stalled_download_gives_up_after_the_read_timeout(server, tmp_path, monkeypatch, where):
+    """A server that accepts the connection and then sends nothing: the download raises after the read timeout
+    (1 s here, `TIMESFORMER_DOWNLOAD_TIMEOUT`) instead of hanging, and caches nothing."""
+    import time
+
+    from timesformer_op.checkpoints import DownloadStalledError
+
+    monkeypatch.setenv('TIMESFORMER_DOWNLOAD_TIMEOUT', '1')
+    if where == 'mid-body':
+        server.mode = 'stall'
+    else:  # a listening socket that never accepts or answers
+        silent = socket.socket()
+        silent.bind(('127.0.0.1', 0))
+        silent.listen()
+        monkeypatch.setenv('TIMESFORMER_WEIGHTS_BASE_URL', f'http://127.0.0.1:{silent.getsockname()[1]}')
+    started = time.monotonic()
+    with pytest.raises(WeightsUnavailableError, match='read timeout') as info:
+        timesformer(model_name=TINY)
+    assert isinstance(info.value.__cause__, DownloadStalledError)
+    assert 'TIMESFORMER_DOWNLOAD_TIMEOUT' in str(info.value)
+    assert time.monotonic() - started < 60  # 1 s plus start-up; "hangs" would be forever
+    assert list(cache_dir(tmp_path).iterdir()) == []
+    if where != 'mid-body':
+        silent.close()
+
+
+def test_the_read_timeout_must_be_a_positive_number(monkeypatch):
+    from timesformer_op.checkpoints import read_timeout_s
+
+    monkeypatch.delenv('TIMESFORMER_DOWNLOAD_TIMEOUT', raising=False)
+    assert read_timeout_s() == 60
+    monkeypatch.setenv('TIMESFORMER_DOWNLOAD_TIMEOUT', '2.5')
+    assert read_timeout_s() == 2.5
+    for bad in ('0', '-1', 'nan', 'soon'):
+        monkeypatch.setenv('TIMESFORMER_DOWNLOAD_TIMEOUT', bad)
+        with pytest.raises(ValueError, match='TIMESFORMER_DOWNLOAD_TIMEOUT'):
+            read_timeout_s()
 
 
 def test_wrong_hash_leaves_no_cached_file(server, tmp_path, tiny_weights):

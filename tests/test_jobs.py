@@ -148,7 +148,8 @@ def test_kill_9_mid_run_then_the_same_command_finishes_with_each_input_once(tmp_
     assert 2 <= len(done_before) < 13
 
     second = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr
+    assert second.returncode == 3, second.stderr  # complete, with nope.mp4 recorded as failed
+    assert '1 video failed (1 FileNotFoundError)' in second.stderr
     assert f'resuming: {len(done_before)} of 13 videos already done' in second.stderr
     rows = pq.read_table(work / 'out' / 'results.parquet').to_pylist()
     expected = [str(clips / f'clip{i:02d}.mp4') for i in range(12)] + [str(tmp_path / 'nope.mp4')]
@@ -233,4 +234,4 @@ def test_milvus_lite_reindexing_replaces_a_path_and_search_lists_the_nearest(col
     assert table.returncode == 0 and str(query) in table.stdout.splitlines()[2]
 
     other = videos_py('search', query, '--milvus', db, '--weights', tmp_path / 'none.pth', cwd=tmp_path)
-    assert other.returncode == 1 and 'weights file not found' in other.stderr
+    assert other.returncode == 2 and 'weights file not found' in other.stderr  # checked before the model loads

@@ -133,7 +133,7 @@ def test_a_download_killed_midway_leaves_no_cached_file_and_the_next_run_succeed
                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
                 assert wait_for(server.sent_half.is_set, 'half of the download', proc), proc.stderr.read()[-2000:]
-                assert wait_for(partial_bytes, 'bytes in the temporary file', proc, limit=10)
+                assert wait_for(partial_bytes, 'bytes in the temporary file', proc)
                 time.sleep(rng.uniform(0, 0.3) * attempt)
                 faults += kill(proc)
             finally:
@@ -236,7 +236,7 @@ def test_the_batch_job_killed_with_sigkill_at_random_points_always_resumes_to_on
     assert 0 < len(kept) <= len(inputs)
 
     final = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert final.returncode == 0, final.stderr[-3000:]
+    assert final.returncode == 3, final.stderr[-3000:]  # complete; the broken and missing inputs failed
     assert f'resuming: {len(kept)} of {len(inputs)} videos already done' in final.stderr
     rows = pq.read_table(tmp_path / 'out' / 'results.parquet').to_pylist()
     assert [row['path'] for row in rows] == inputs  # each exactly once, in input order: nothing lost or repeated

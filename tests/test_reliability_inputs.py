@@ -37,7 +37,7 @@ from towhee.types import VideoFrame
 from timesformer_op import timesformer
 from timesformer_op.checkpoints import CheckpointError
 
-CALL_LIMIT_S = 30  # no single call may take longer: generous for a loaded 2-core CI machine, far below a hang
+CALL_LIMIT_S = 120  # no single call may take longer: generous for a 2-core machine under load, far below a hang
 
 
 def bounded(fn, seconds=CALL_LIMIT_S):
@@ -205,10 +205,10 @@ BAD_VIDEOS = [
 def test_bad_video_through_decoder_and_operator_raises_one_clear_error_fast(op, vd, files, case, error, message):
     error = getattr(vd.video_decoder, error) if isinstance(error, str) else error
     path = f'http://127.0.0.1:{free_port()}/clip.mp4' if case == 'refused_url' else files(case)
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: "fast" without depending on the machine's load (wall: `bounded`)
     with pytest.raises(error, match=message) as info:
         bounded(lambda: op(vd.ffmpeg()(path)))
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
     assert path in str(info.value)  # says which input: the user's own path or URL
 
 
@@ -404,9 +404,9 @@ def test_odd_but_valid_frames_work(op):
 def test_a_long_list_of_frames_is_sampled_not_stacked(op):
     """100 000 frames (a list of views, as a long decoded video): only the 8 sampled ones are converted."""
     frame = np.zeros((48, 64, 3), np.uint8)
-    started = time.monotonic()
+    started = time.process_time()  # CPU time, not wall: converting all 100 000 frames would take minutes of it
     assert_valid_result(bounded(lambda: op([frame] * 100_000)))
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
 
 
 @st.composite
@@ -709,14 +709,15 @@ def jobs_cli():
     return importlib.import_module('jobs.cli')
 
 
-@pytest.mark.parametrize('extra, message', [
-    (['--chunk-size', '0'], 'chunk_size must be at least 1'),
-    (['--topk', '0'], 'topk must be an integer in 1..400'),
-    (['--engine', 'local', '--out', '{tmp}'], 'is a directory; give a file name'),
-    (['--format', 'parquet', '{tmp}/nothing_here/*.mp4'], 'no videos to process'),
-], ids=['chunk_size_0', 'topk_0', 'out_is_a_directory', 'no_inputs'])
-def test_batch_cli_refuses_bad_settings_with_one_line_and_exit_1(jobs_cli, tiny_weights, tmp_path, capsys, files,
-                                                                 extra, message):
+@pytest.mark.parametrize('extra, message, status', [
+    (['--chunk-size', '0'], 'argument --chunk-size: must be at least 1', 2),  # argument errors: before loading
+    (['--topk', '0'], 'argument --topk: must be at least 1', 2),
+    (['--topk', '401'], 'topk must be an integer in 1..400', 1),  # needs the model's classes: the job's error
+    (['--engine', 'local', '--out', '{tmp}'], 'is a directory; give a file name', 1),
+    (['--format', 'parquet', '{tmp}/nothing_here/*.mp4'], 'no videos to process', 1),
+], ids=['chunk_size_0', 'topk_0', 'topk_401', 'out_is_a_directory', 'no_inputs'])
+def test_batch_cli_refuses_bad_settings_with_one_line_and_a_nonzero_status(jobs_cli, tiny_weights, tmp_path, capsys,
+                                                                           files, extra, message, status):
     cfg = tmp_path / 'tiny.json'
     cfg.write_text(json.dumps({'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48,
                                'depth': 2, 'num_heads': 4}))
@@ -726,6 +727,6 @@ def test_batch_cli_refuses_bad_settings_with_one_line_and_exit_1(jobs_cli, tiny_
     code = jobs_cli.main(['index', *inputs, *out, '--model-cfg', str(cfg), '--weights', str(tiny_weights),
                           '--no-progress', *extra])
     err = capsys.readouterr().err
-    assert code == 1 and 'Traceback' not in err
+    assert code == status and 'Traceback' not in err
     assert err.count('error: ') == 1 and message in err
     assert not (tmp_path / 'r.parquet').exists()
