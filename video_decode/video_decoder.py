@@ -215,6 +215,7 @@ class VideoIndex:
     timeout: float
     method: str
     orientation: tuple = (False, 0)  # (mirror, counter-clockwise quarter turns) from the display matrix
+    seek_lead: int = 0  # how far before a keyframe's pts to seek (ticks): demuxers that seek by dts land late
     error: CorruptVideoError = None  # set when reading stopped early (truncated / corrupt input)
 
     @classmethod
@@ -241,7 +242,7 @@ class VideoIndex:
     def _read(cls, source, timeout):
         with _open(source, timeout) as container:  # stream fields are read while the container is open
             stream = _video_stream(container, source)
-            packets, problem, end = _scan(container, stream, timeout, decode=False)
+            packets, problem, end, _ = _scan(container, stream, timeout, decode=False)
             if problem is None and _packets_are_frames(container, stream, packets):
                 index = cls._from_packets(source, stream, packets, timeout)
                 if index is not None:
@@ -249,8 +250,8 @@ class VideoIndex:
             chosen = stream.index
         with _open(source, timeout) as container:
             stream = next(s for s in container.streams if s.index == chosen)
-            frames, problem, end = _scan(container, stream, timeout, decode=True)
-            index = cls._from_frames(source, stream, frames, problem, timeout)
+            frames, problem, end, lead = _scan(container, stream, timeout, decode=True)
+            index = dataclasses.replace(cls._from_frames(source, stream, frames, problem, timeout), seek_lead=lead)
             return index._stopped_at(problem or _short_of_header(end, container, stream))
 
     @classmethod
@@ -376,14 +377,15 @@ def _first_frames_match(index):
 
 def _scan(container, stream, timeout, decode):
     """Every packet (decode=False) or decoded frame (decode=True) as `_Unit`s; why reading stopped early (or None);
-    the seconds from time 0 to the end of the last timed packet.
+    the seconds from time 0 to the end of the last timed packet; the largest pts - dts of a packet (ticks: how far
+    before a keyframe's pts a demuxer that seeks by dts must be sent).
 
     Decoding reads exactly as a plain sequential decode does (`container.decode(stream)`): every packet is decoded,
     including those the demuxer flags corrupt (MPEG-TS flags a continuity jump, as in TS files joined with `cat`), and
     a read or decoding error ends it, with the frames decoded before it. The packet pass ends at the first flagged or
     unreadable packet: then the decode pass decides what is readable.
     """
-    units, problem, untimed, end = [], None, 0, None
+    units, problem, untimed, end, lead = [], None, 0, None, 0
     demuxer = container.demux(stream)
     while problem is None:
         started = time.monotonic()
@@ -400,6 +402,7 @@ def _scan(container, stream, timeout, decode):
                 raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
             if packet.pts is not None and packet.size:
                 end = max(end if end is not None else -math.inf, packet.pts + (packet.duration or 0))
+                lead = max(lead, packet.pts - packet.dts if packet.dts is not None else 0)
             if decode:
                 try:
                     units.extend(_unit(f) for f in packet.decode())  # the final empty packet drains the decoder
@@ -415,7 +418,7 @@ def _scan(container, stream, timeout, decode):
             raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
     if untimed and not decode:
         problem = problem or 'packets without timestamps'  # not an index from packets: the decode pass decides
-    return units, problem, float(end * stream.time_base) if end is not None else None
+    return units, problem, float(end * stream.time_base) if end is not None else None, lead
 
 
 def _unit(frame):
@@ -529,7 +532,7 @@ def _decode(index, positions):
                     done, failures = done + len(group), 0
                     continue
                 try:
-                    container.seek(index.pts[start], stream=stream, backward=True)
+                    container.seek(index.pts[start] - index.seek_lead, stream=stream, backward=True)
                     for position, frame in _walk(index, _frames(container, stream), start, group, synced=False):
                         yield position, _to_video_frame(frame, index.ms(position), index.orientation)
                         done += 1
