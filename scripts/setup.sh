@@ -11,6 +11,14 @@ if ! command -v ffmpeg >/dev/null; then  # the tests write their videos with the
     echo "warning: no ffmpeg CLI; tests/test_decode_corpus.py needs it (e.g. sudo apt-get install ffmpeg)" >&2
   fi
 fi
+if ! command -v chromium >/dev/null; then  # tests/test_moments.py renders the search page in headless Chromium
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Chromium (apt-get install chromium)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: no chromium; tests/test_moments.py needs it (e.g. sudo apt-get install chromium)" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
