@@ -126,7 +126,7 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
               engine: str = 'local', workers: int = 2, ray_address: str | None = None,
               cpus_per_worker: float = 1, gpus_per_worker: float | None = None, batch_size: int = 1,
               chunk_size: int = 32, chunk_seconds: float = 60.0, milvus: str | None = None,
-              collection: str = 'videos', milvus_token: str | None = None, retry_failed: bool = False,
+              collection: str | None = None, milvus_token: str | None = None, retry_failed: bool = False,
               overwrite: bool = False, progress: bool = True,
               log: Callable[[str], None] = _stderr) -> IndexSummary:
     """Classify and embed every video named by `inputs` into `out` (see the CLI's `index --help`).
@@ -156,6 +156,8 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
     dim = op.cfg.embed_dim
     settings = spec.signature()
     moments = spec.moments
+    if collection is None:
+        collection = 'moments' if moments else 'videos'
     store = ResultStore(out, dim, settings, fmt=fmt, overwrite=overwrite, moments=moments)
     store.check()  # read-only: a refused run changes nothing
     if milvus is not None:
