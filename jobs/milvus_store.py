@@ -57,6 +57,11 @@ def moment_id(path: str, start_ms: int) -> str:
     return f'{path}#{int(start_ms)}'
 
 
+def _without_window(settings: dict[str, Any]) -> dict[str, Any]:
+    options = {k: v for k, v in (settings.get('options') or {}).items() if k not in ('window', 'stride')}
+    return {**settings, 'options': options}
+
+
 def exists(uri: str) -> bool:
     """False for a Milvus Lite file that does not exist yet (opening it would create it); True otherwise."""
     uri = resolve_uri(uri)
@@ -341,8 +346,7 @@ class MilvusStore:
             current = json.loads(json.dumps(settings))
             saved = info['settings']
             if self.moments:  # the query is one clip; every window is embedded as one clip the same way
-                options = {k: v for k, v in (saved.get('options') or {}).items() if k not in ('window', 'stride')}
-                saved = {**saved, 'options': options}
+                saved, current = _without_window(saved), _without_window(current)
             differences = [f'  {key}: {json.dumps(saved.get(key))} there, '
                            f'{json.dumps(current.get(key))} for the query'
                            for key in dict.fromkeys([*saved, *current])

@@ -45,14 +45,14 @@ def merge_overlapping(hits: Sequence[dict[str, Any]], k: int | None = None) -> l
     ranked = sorted(hits, key=lambda hit: (-hit['distance'], hit['path'], hit['start_ms']))
     merged: list[dict[str, Any]] = []
     for hit in ranked:
+        if k is not None and len(merged) >= k:
+            break
         into = next((m for m in merged if m['path'] == hit['path'] and hit['start_ms'] < m['end_ms']
                      and hit['end_ms'] > m['start_ms']), None)
         if into is not None:
             into['start_ms'] = min(into['start_ms'], hit['start_ms'])
             into['end_ms'] = max(into['end_ms'], hit['end_ms'])
             into['windows'] += 1
-        elif k is not None and len(merged) >= k:
-            break
         else:
             merged.append({**hit, 'windows': 1})
     return merged

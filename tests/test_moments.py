@@ -291,3 +291,39 @@ def test_bad_moment_arguments_are_one_line_errors_with_exit_status_2(library, mo
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], result.stderr
     assert result.stdout == '' and os.listdir(tmp_path) == []  # nothing written
+
+
+def test_python_api_searches_with_the_index_spec_and_jsonl_keeps_the_windows(library, tiny_weights, tmp_path):
+    spec = tiny_spec(tiny_weights, window=4)
+    query = runner.embed(str(library['query']), spec)  # the window is dropped: the query is one clip
+    with milvus_store.MilvusStore(str(library['db']), 'moments', moments=True) as store:
+        hits = moments.search_moments(store, query['feature'], 1, spec.model_name, spec.signature())
+    assert (hits[0]['path'], hits[0]['start_ms'], hits[0]['end_ms']) == (library['target'], 4000, 8000)
+
+    out = tmp_path / 'moments.jsonl'
+    runner.run_index([library['target']], out, spec, progress=False)
+    rows = results.read_output(out)
+    parquet = [row for row in library['rows'] if row['path'] == library['target']]
+    assert [(r['start_ms'], r['end_ms'], r['labels']) for r in rows] == \
+        [(r['start_ms'], r['end_ms'], r['labels']) for r in parquet]
+    for a, b in zip(rows, parquet):
+        np.testing.assert_allclose(a['feature'], b['feature'], atol=1e-5)
+
+
+def test_merging_chains_only_windows_that_overlap_a_better_hit():
+    def hit(path, start, distance):
+        return {'path': path, 'start_ms': start, 'end_ms': start + 4000, 'distance': distance, 'label': 'x',
+                'score': 0.5}
+
+    hits = [hit('a', 4000, 0.9), hit('a', 2000, 0.8), hit('b', 0, 0.7), hit('a', 6000, 0.6), hit('a', 8000, 0.55),
+            hit('a', 20000, 0.5), hit('a', 10000, 0.4)]
+    merged = moments.merge_overlapping(hits, k=3)
+    assert [(m['path'], m['start_ms'], m['end_ms'], m['windows'], m['distance']) for m in merged] == [
+        ('a', 2000, 12000, 4, 0.9),  # 4-8 s, then 2-6, 6-10 (overlap it) and 8-12 (overlaps the grown range)
+        ('b', 0, 4000, 1, 0.7),
+        ('a', 20000, 24000, 1, 0.5),
+    ]  # 10-14 s ranks below the third hit: not merged
+    touching = moments.merge_overlapping([hit('a', 0, 0.9), hit('a', 4000, 0.8)])
+    assert len(touching) == 2
+    assert moments.format_time(3_723_456) == '1:02:03.4' and moments.format_time(0) == '0:00:00.0'
+    assert moments.label_filter('say "hi"', 0.5) == 'label == "say \\"hi\\"" and score >= 0.5'
