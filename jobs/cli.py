@@ -164,8 +164,8 @@ def _random_weights(args) -> int:
 def _positive(args, *names: str) -> None:
     for name in names:
         value = getattr(args, name)
-        if value is not None and not value > 0:  # also refuses nan
-            raise UsageError(f'--{name} must be a positive number of seconds, got {value}')
+        if value is not None and not 0 < value < float('inf'):  # also refuses nan
+            raise UsageError(f'--{name} must be a positive, finite number of seconds, got {value}')
 
 
 def _check_moments(args) -> None:

@@ -274,8 +274,9 @@ def test_ray_and_local_engines_give_equal_moment_rows(library, tiny_weights, tmp
 
 
 @pytest.mark.parametrize('args, message', [
-    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '0'], '--window must be a positive number'),
-    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '-4'], '--window must be a positive number'),
+    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '0'], '--window must be a positive, finite number'),
+    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '-4'], '--window must be a positive, finite number'),
+    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', 'inf'], '--window must be a positive, finite number'),
     (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '4', '--stride', '0'], '--stride must be a positive'),
     (['index', 'VIDEOS', '--out', 'x.parquet', '--stride', '2'], '--stride needs --window'),
     (['search', 'QUERY', '--milvus', 'DB', '--moments', '--start', '6', '--end', '2'], 'must be before --end'),
