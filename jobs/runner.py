@@ -89,11 +89,11 @@ class _VideoClock:
     def __init__(self, bar, expected: dict[str, float]):
         self.bar, self.expected = bar, expected
         self.reported: dict[str, float] = {}
-        self.first_ms: dict[str, int] = {}
 
     def on_window(self, path: str, end_ms: int) -> None:
-        first = self.first_ms.setdefault(path, 0)
-        seconds = (end_ms - first) / 1000
+        seconds = end_ms / 1000  # on the video's clock; it may start after 0, so capped at the header's duration
+        if self.expected.get(path, 0.0) > 0:
+            seconds = min(seconds, self.expected[path])
         delta = seconds - self.reported.get(path, 0.0)
         if delta > 0:
             self.reported[path] = seconds
@@ -105,7 +105,6 @@ class _VideoClock:
         if seconds != expected:
             self.bar.total += seconds - expected
         self.bar.update(seconds - self.reported.pop(path, 0.0))
-        self.first_ms.pop(path, None)
 
 
 def _by_video(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -328,3 +328,25 @@ def test_merging_chains_only_windows_that_overlap_a_better_hit():
     assert len(touching) == 2
     assert moments.format_time(3_723_456) == '1:02:03.4' and moments.format_time(0) == '0:00:00.0'
     assert moments.label_filter('say "hi"', 0.5) == 'label == "say \\"hi\\"" and score >= 0.5'
+
+
+def test_the_progress_bar_counts_seconds_of_video(library, tiny_weights, tmp_path, capsys):
+    videos = [library['target'], str(library['root'] / 'videos' / 'two_colours.mp4')]  # 12 s and 8 s
+    runner.run_index(videos, tmp_path / 'p.parquet', tiny_spec(tiny_weights, window=4), progress=True)
+    bar = capsys.readouterr().err.replace('\r', '\n').splitlines()
+    assert any('/20 s of video' in line for line in bar)
+    assert any('20/20 s of video' in line and 'videos=2/2' in line for line in bar)
+
+    class Bar:  # what the clock uses of tqdm
+        total, n = 20.0, 0.0
+
+        def update(self, seconds):
+            self.n += seconds
+
+    clock = runner._VideoClock(bar := Bar(), {'a': 12.0, 'b': 8.0})  # header durations
+    clock.on_window('a', 4000)
+    clock.on_window('a', 8000)
+    assert bar.n == 8.0  # moved by each window, before the video is done
+    clock.video_done('a', [{'duration': 12.0}])
+    clock.video_done('b', [{'duration': 7.5}])  # decoded shorter than its header said
+    assert (bar.n, bar.total) == (19.5, 19.5)
