@@ -2,6 +2,8 @@
 
     python scripts/videos.py index VIDEOS... --out results.parquet [--milvus ./videos.db] [--engine ray]
     python scripts/videos.py search VIDEO --milvus ./videos.db -k 5
+    python scripts/videos.py index VIDEOS... --out moments.parquet --window 4 [--stride 2] --milvus ./videos.db
+    python scripts/videos.py search CLIP --milvus ./videos.db --moments -k 5 [--start S --end S] [--html hits.html]
 
 Exit status: 0 done; 2 a bad argument (one line, before anything is loaded); 1 the job could not run (weights,
 settings, output state); 3 `index` finished but its output records videos that failed (a summary is printed);
@@ -18,7 +20,7 @@ import os
 import sys
 import warnings
 
-from .errors import JobError
+from .errors import JobError, UsageError
 from .operators import DEFAULT_MODEL, OperatorSpec, read_model_cfg
 
 EXIT_JOB_ERROR = 1  # the job could not run (weights, settings, output state); each video's failure is not one
@@ -90,6 +92,9 @@ def _spec(args) -> OperatorSpec:
     name = args.model_name or (model_cfg['name'] if model_cfg else DEFAULT_MODEL)
     options = {key: getattr(args, key) for key in ('num_crops', 'sampling', 'precision')
                if getattr(args, key) is not None}
+    window = getattr(args, 'window', None)
+    if window is not None:  # moments; the stride is recorded too, so --window 4 and --window 4 --stride 4 agree
+        options.update(window=window, stride=window if args.stride is None else args.stride)
     return OperatorSpec(model_name=name, weights=args.weights, topk=args.topk, device=args.device,
                         trust_checkpoint=args.trust_checkpoint, model_cfg=model_cfg, options=options,
                         clip_batch=args.clip_batch)
@@ -118,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help='discard the existing output and unfinished state instead of resuming (with --milvus, '
                             'the collection then mirrors the new output: videos no longer in it are removed)')
     index.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
+    moments = index.add_argument_group('moments', 'index the windows of each video: one row (and Milvus entity) '
+                                                   'per window, to search for the moment, not just the video')
+    moments.add_argument('--window', type=float, default=None, metavar='SECONDS',
+                         help='window length in seconds; rows get start_ms and end_ms (see docs/moments.md)')
+    moments.add_argument('--stride', type=float, default=None, metavar='SECONDS',
+                         help='seconds from one window\'s start to the next (default: the window, no overlap)')
     ray = index.add_argument_group('engine')
     ray.add_argument('--engine', choices=('local', 'ray'), default='local',
                      help='local: this process; ray: a Ray Data actor pool of model replicas')
@@ -141,6 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument('video')
     search.add_argument('-k', type=_at_least(1), default=5, help='how many results (default 5)')
     search.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    moments = search.add_argument_group('moments', 'search a moments collection (index --window) for the most '
+                                                   'similar moments: video and time')
+    moments.add_argument('--moments', action='store_true',
+                         help='list moments (path, start-end, similarity); overlapping windows of one video that '
+                              'are both hits are merged into one (default collection: moments)')
+    moments.add_argument('--start', type=float, default=None, metavar='S',
+                         help='embed only the part of VIDEO from S seconds (default: its start)')
+    moments.add_argument('--end', type=float, default=None, metavar='S',
+                         help='embed only the part of VIDEO before S seconds (default: its end)')
+    moments.add_argument('--label', default=None, metavar='NAME',
+                         help='only moments whose top label is NAME (a filter in Milvus)')
+    moments.add_argument('--min-score', type=float, default=None, metavar='P',
+                         help='only moments whose top label\'s score is at least P (0..1)')
+    moments.add_argument('--html', default=None, metavar='OUT.html',
+                         help='also write a page with a thumbnail strip of each hit\'s frames and its time range')
     _milvus_args(search, required=True)
     _model_args(search)
 
@@ -163,7 +189,8 @@ def _milvus_args(parser: argparse.ArgumentParser, required: bool, mirror: bool =
                             + ('. The collection mirrors --out: after the run it holds exactly the processed rows '
                                'of that one file (others are removed), and indexing another --out or other '
                                'settings into it is refused' if mirror else ''))
-    group.add_argument('--collection', default='videos', help='collection name (default videos)')
+    group.add_argument('--collection', default=None,
+                       help='collection name (default videos; moments with --window or --moments)')
     group.add_argument('--milvus-token', default=None, help='server token (user:password); or MILVUS_TOKEN')
 
 
@@ -174,6 +201,41 @@ def _random_weights(args) -> int:
     name = args.model_name or (model_cfg['name'] if model_cfg else DEFAULT_MODEL)
     print(save_random_weights(args.path, name, model_cfg, args.seed))
     return 0
+
+
+def _positive(args, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not 0 < value < float('inf'):  # also refuses nan
+            raise UsageError(f'--{name} must be a positive, finite number of seconds, got {value}')
+
+
+def _check_moments(args) -> None:
+    """Out-of-range moment arguments: one line, exit status 2 (UsageError), before anything is loaded."""
+    if args.command == 'index':
+        _positive(args, 'window', 'stride')
+        if args.stride is not None and args.window is None:
+            raise UsageError('--stride needs --window: give the window length in seconds too')
+    elif args.command == 'search':
+        if args.k < 1:
+            raise UsageError(f'-k must be at least 1, got {args.k}')
+        for name in ('start', 'end'):
+            value = getattr(args, name)
+            if value is not None and not value >= 0:
+                raise UsageError(f'--{name} must be a number of seconds >= 0, got {value}')
+        if args.start is not None and args.end is not None and args.start >= args.end:
+            raise UsageError(f'--start ({args.start}) must be before --end ({args.end})')
+        if args.min_score is not None and not 0 <= args.min_score <= 1:
+            raise UsageError(f'--min-score is a probability in 0..1, got {args.min_score}')
+        if not args.moments:
+            used = [f'--{name.replace("_", "-")}' for name in ('label', 'min_score', 'html')
+                    if getattr(args, name) is not None]
+            if used:
+                raise UsageError(f'{", ".join(used)} filter or show moments: add --moments (and index with '
+                                 f'--window)')
+    if getattr(args, 'collection', 'set') is None:
+        moments = getattr(args, 'window', None) is not None or getattr(args, 'moments', False)
+        args.collection = 'moments' if moments else 'videos'
 
 
 def _index(args) -> int:
@@ -189,6 +251,8 @@ def _index(args) -> int:
             f'({summary.failed} failed), {summary.skipped} already done; {summary.wall_s:.1f} s')
     if summary.processed:
         line += f', {summary.videos_per_s:.2f} videos/s'
+    if summary.windows is not None:
+        line += f'; {summary.windows} windows made now'
     if summary.milvus is not None:
         line += (f'; Milvus {args.collection}: {summary.milvus[0]} upserted, {summary.milvus[1]} removed '
                  f'(failed or no longer in the output)')
@@ -236,7 +300,9 @@ def _search(args) -> int:
     if not milvus_store.exists(args.milvus):  # opening it would create an empty database
         raise MilvusUnavailableError(f'no Milvus Lite database at {milvus_store.resolve_uri(args.milvus)}; index '
                                      f'videos into it first (videos.py index ... --milvus {args.milvus})')
-    row = embed(args.video, spec)
+    row = embed(args.video, spec, args.start, args.end)
+    if args.moments:
+        return _search_moments(args, spec, row)
     with MilvusStore(args.milvus, args.collection, args.milvus_token) as store:
         hits = store.search(row['feature'], args.k, spec.model_name, spec.signature())
     if args.json:
@@ -282,6 +348,33 @@ def _quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _search_moments(args, spec, row) -> int:
+    from .milvus_store import MilvusStore
+    from .moments import format_time, search_moments
+
+    with MilvusStore(args.milvus, args.collection, args.milvus_token, moments=True) as store:
+        hits = search_moments(store, row['feature'], args.k, spec.model_name, spec.signature(), label=args.label,
+                              min_score=args.min_score)
+    if args.html is not None:
+        from .moments_page import write_page
+
+        query = row['path'] if args.start is None and args.end is None else \
+            f'{row["path"]} [{args.start or 0:g} s, {"end" if args.end is None else f"{args.end:g} s"})'
+        page = write_page(args.html, query, hits)
+        print(f'wrote {page}', file=sys.stderr)
+    if args.json:
+        print(json.dumps([{'path': h['path'], 'start_ms': h['start_ms'], 'end_ms': h['end_ms'],
+                           'score': h['distance'], 'label': h['label'], 'label_score': h['score'],
+                           'windows': h['windows']} for h in hits], indent=1))
+        return 0
+    print(f'query: {row["path"]}  (top label {row["labels"][0]} {row["scores"][0]:.3f})')
+    print(f'{"rank":>4}  {"similarity":>10}  {"start":>9} - {"end":<9}  {"top label":<30} {"score":>6}  path')
+    for rank, hit in enumerate(hits, 1):
+        print(f'{rank:>4}  {hit["distance"]:10.4f}  {format_time(hit["start_ms"]):>9} - '
+              f'{format_time(hit["end_ms"]):<9}  {hit["label"][:30]:<30} {hit["score"]:6.3f}  {hit["path"]}')
+    return 0
+
+
 def main(argv=None) -> int:
     warnings.filterwarnings('ignore', message='.*pkg_resources.*')  # towhee imports it
     parser = build_parser()
@@ -296,6 +389,7 @@ def main(argv=None) -> int:
     if args.command == 'index' and args.engine == 'ray' and not args.verbose:
         _quiet_ray()
     try:
+        _check_moments(args)
         return {'index': _index, 'search': _search, 'random-weights': _random_weights}[args.command](args)
     except KeyboardInterrupt:
         print('interrupted: finished videos are saved; run the same command again to resume', file=sys.stderr)

@@ -48,3 +48,14 @@ class MilvusUnavailableError(JobError):
 
 class MilvusSyncError(JobError):
     """The output is complete but updating the Milvus collection failed."""
+
+
+class UsageError(JobError, ValueError):
+    """An argument is out of its range (`--window 0`, `-k 0`, `--start` after `--end`, ...): exit status 2, as for
+    argparse's own usage errors."""
+
+    exit_code = 2
+
+
+class QueryRangeError(UsageError):
+    """The part of the query video asked for (`--start`/`--end`) holds no frame."""

@@ -2,6 +2,11 @@
 
 Shared by the local engine and every Ray replica, so both produce the same rows for the same video. The operator
 is used through its public calls only: `op(frames)` per video, or `op.batch(videos)` for `clip_batch > 1`.
+
+Moments (an operator made with `window=`): one video in, one row per window out (`op.iter_windows(frames)`,
+which decodes and runs the windows in batches, so memory does not grow with the video's length). A video that
+fails gives one row with its `error` and no window; a failure after some windows drops them (the video is redone
+by `--retry-failed`, never kept half done).
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from typing import Any
 from .operators import OperatorSpec, build_decoder, build_operator
 
 
-def error_row(path: str, model: str, error: BaseException | str, decode_s: float = 0.0) -> dict[str, Any]:
+def error_row(path: str, model: str, error: BaseException | str, decode_s: float = 0.0,
+              moments: bool = False) -> dict[str, Any]:
     message = error if isinstance(error, str) else f'{type(error).__name__}: {error}'
-    return {'path': path, 'model': model, 'duration': None, 'labels': None, 'scores': None, 'feature': None,
-            'decode_s': decode_s, 'model_s': 0.0, 'error': message}
+    window = {'start_ms': None, 'end_ms': None} if moments else {}
+    return {'path': path, **window, 'model': model, 'duration': None, 'labels': None, 'scores': None,
+            'feature': None, 'decode_s': decode_s, 'model_s': 0.0, 'error': message}
 
 
 class TimedFrames(Sequence):
@@ -67,6 +74,9 @@ class Indexer:
         self.spec = spec
         self.op = op if op is not None else build_operator(spec)
         self.decoder = build_decoder()
+        self.moments = spec.moments
+        # Moments only: called with (path, end_ms of the window just done) as windows finish (progress bars).
+        self.on_window = None
 
     @property
     def dim(self) -> int:
@@ -81,24 +91,27 @@ class Indexer:
         Videos are opened (indexed) one after another in a background thread while the model runs on the ones
         before, so inputs whose index needs a full decode pass (see video_decode/README.md) do not leave it idle.
         """
-        rows: list[dict[str, Any] | None] = [None] * len(paths)
-        size = max(1, self.spec.clip_batch)
+        rows: list[Any] = [None] * len(paths)
+        size = 1 if self.moments else max(1, self.spec.clip_batch)  # the operator batches a video's windows
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='open-video') as pool:
             pending = [pool.submit(self._open, path) for path in paths]
             opened = []  # (index, lazy frames, duration, seconds to open)
             for i, future in enumerate(pending):
                 frames, duration, open_s, error = future.result()
                 if error is not None:
-                    rows[i] = error_row(paths[i], self.spec.model_name, error, open_s)
+                    rows[i] = error_row(paths[i], self.spec.model_name, error, open_s, self.moments)
                 else:
                     opened.append((i, frames, duration, open_s))
                 if len(opened) == size or (i == len(paths) - 1 and opened):
                     done = self._batch(paths, opened) if len(opened) > 1 else None
                     if done is None:
-                        done = [(j, self._one(paths[j], *rest)) for j, *rest in opened]
+                        one = self._windows if self.moments else self._one
+                        done = [(j, one(paths[j], *rest)) for j, *rest in opened]
                     for j, row in done:
                         rows[j] = row
                     opened = []
+        if self.moments:  # each entry is a video's list of window rows, or its one error row
+            return [row for entry in rows for row in (entry if isinstance(entry, list) else [entry])]
         return rows
 
     def _open(self, path: str):
@@ -128,6 +141,28 @@ class Indexer:
             return error_row(path, self.spec.model_name, e, open_s + timed.decode_s)
         model_s = time.perf_counter() - start - timed.decode_s
         return self._row(path, result, frames, duration, open_s + timed.decode_s, model_s)
+
+    def _windows(self, path, frames, duration, open_s) -> list[dict[str, Any]]:
+        """Every window's row of one video, in time order; `[error row]` when the video fails."""
+        timed = TimedFrames(frames)
+        start = time.perf_counter()
+        found = []
+        try:
+            for window in self.op.iter_windows(timed):
+                found.append(window)
+                if self.on_window is not None:
+                    self.on_window(path, window.end_ms)
+        except Exception as e:  # noqa: BLE001
+            return [error_row(path, self.spec.model_name, e, open_s + timed.decode_s, moments=True)]
+        decode_s = open_s + timed.decode_s
+        model_s = max(0.0, time.perf_counter() - start - timed.decode_s)  # decoding overlaps the model
+        stopped = getattr(frames, 'error', None)
+        error = None if stopped is None else f'{type(stopped).__name__}: {stopped}'
+        share = 1 / len(found)
+        return [{'path': path, 'start_ms': int(w.start_ms), 'end_ms': int(w.end_ms), 'model': self.spec.model_name,
+                 'duration': duration, 'labels': list(w.labels), 'scores': [float(s) for s in w.scores],
+                 'feature': w.features, 'decode_s': decode_s * share, 'model_s': model_s * share, 'error': error}
+                for w in found]
 
     def _batch(self, paths, group) -> list[tuple[int, dict[str, Any]]] | None:
         """One forward for the group; None when any video fails, so that each is then run (and blamed) alone."""

@@ -9,6 +9,12 @@ A collection mirrors one output file: collection properties record the settings 
 holds exactly the output's processed rows. Indexing other settings or another output into it is refused; a search
 with another model is refused instead of returning nonsense.
 
+A moments collection (`moments=True`, from `index --window`) holds one entity per window: `id` (primary key,
+`<path>#<start_ms>`), `path`, `start_ms`, `end_ms` (int64, ms on the video's clock), `label`, `score` (the
+window's top-1), `vector` (COSINE index). It mirrors its output the same way, window by window: re-indexing a
+video replaces all its windows, and windows that no longer exist are deleted. A collection records its kind
+(`timesformer.kind`); searching or syncing the other kind is refused.
+
 Paths are strings of any characters (quotes, backslashes, newlines). pymilvus's delete-by-ids pastes them into a
 filter expression unescaped, so deletions here build the expression themselves with `string_literal`.
 """
@@ -28,6 +34,8 @@ MAX_PATH_BYTES = 4096
 _MODEL_PROPERTY = 'timesformer.model'  # collection properties (Milvus Lite does not keep descriptions)
 _SETTINGS_PROPERTY = 'timesformer.settings'
 _OUTPUT_PROPERTY = 'timesformer.output'
+_KIND_PROPERTY = 'timesformer.kind'  # 'moments'; absent on a per-video collection
+MAX_KEY_BYTES = MAX_PATH_BYTES + 21  # a moment's id: path, '#', start_ms
 _BATCH = 500  # entities per upsert call
 _FILTER_CHARS = 1 << 16  # characters of paths per delete expression
 # The escapes both Milvus's expression grammar and Milvus Lite's parser read; every other character stands for itself.
@@ -42,6 +50,16 @@ def string_literal(value: str) -> str:
 def in_filter(field: str, values: Sequence[str]) -> str:
     """The expression `field in ["v1", "v2", ...]`, every value escaped."""
     return f'{field} in [{", ".join(string_literal(v) for v in values)}]'
+
+
+def moment_id(path: str, start_ms: int) -> str:
+    """A moment's primary key: its video's path and start (the part after the last '#' is the start)."""
+    return f'{path}#{int(start_ms)}'
+
+
+def _without_window(settings: dict[str, Any]) -> dict[str, Any]:
+    options = {k: v for k, v in (settings.get('options') or {}).items() if k not in ('window', 'stride')}
+    return {**settings, 'options': options}
 
 
 def exists(uri: str) -> bool:
@@ -106,12 +124,15 @@ class MilvusStore:
     """One collection. Raises `MilvusInUseError` when a Milvus Lite `.db` is open in another process,
     `MilvusUnavailableError` when Milvus cannot be opened otherwise."""
 
-    def __init__(self, uri: str, collection: str = 'videos', token: str | None = None):
+    def __init__(self, uri: str, collection: str = 'videos', token: str | None = None, moments: bool = False):
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
 
         self.uri = resolve_uri(uri)
         self.collection = collection
+        self.moments = moments
+        self.kind = 'moments' if moments else 'videos'
+        self.key = 'id' if moments else 'path'  # the primary key field
         try:
             # Milvus Lite logs a traceback of its own when it cannot start; the error below says it in one line.
             with _quiet_logger(self.uri, 'milvus_lite'):
@@ -146,7 +167,15 @@ class MilvusStore:
         settings = properties.get(_SETTINGS_PROPERTY)
         return {'model': properties.get(_MODEL_PROPERTY), 'dim': int(dims[0]) if dims else None,
                 'settings': None if settings is None else json.loads(settings),
-                'output': properties.get(_OUTPUT_PROPERTY)}
+                'output': properties.get(_OUTPUT_PROPERTY), 'kind': properties.get(_KIND_PROPERTY, 'videos')}
+
+    def _check_kind(self, info: dict[str, Any]) -> None:
+        if info['kind'] != self.kind:
+            hint = ('search it with --moments' if info['kind'] == 'moments'
+                    else 'index moments (--window) into another --collection, e.g. --collection moments')
+            raise MilvusCollectionError(
+                f'Milvus collection {self.collection!r} at {self.uri} holds {info["kind"]} (one entity per '
+                f'{"window" if info["kind"] == "moments" else "video"}), not {self.kind}; {hint}')
 
     def _check_model(self, info: dict[str, Any], model: str, dim: int) -> None:
         if info.get('dim') != dim or info.get('model', model) != model:
@@ -180,6 +209,7 @@ class MilvusStore:
         info = self._info()
         if info is None:
             return
+        self._check_kind(info)
         problem = self._problem(info, settings, dim, output)
         if problem is None or (replace and info['output'] == output):
             return
@@ -195,47 +225,63 @@ class MilvusStore:
 
         model = settings['model_name']
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False,
-                                           description=f'TimeSformer video embeddings ({model})')
-        schema.add_field('path', DataType.VARCHAR, is_primary=True, max_length=MAX_PATH_BYTES)
+                                           description=f'TimeSformer {self.kind} embeddings ({model})')
+        if self.moments:
+            schema.add_field('id', DataType.VARCHAR, is_primary=True, max_length=MAX_KEY_BYTES)
+            schema.add_field('path', DataType.VARCHAR, max_length=MAX_PATH_BYTES)
+            schema.add_field('start_ms', DataType.INT64)
+            schema.add_field('end_ms', DataType.INT64)
+        else:
+            schema.add_field('path', DataType.VARCHAR, is_primary=True, max_length=MAX_PATH_BYTES)
         schema.add_field('label', DataType.VARCHAR, max_length=512)
         schema.add_field('score', DataType.FLOAT)
-        schema.add_field('duration', DataType.FLOAT)
+        if not self.moments:
+            schema.add_field('duration', DataType.FLOAT)
         schema.add_field('vector', DataType.FLOAT_VECTOR, dim=dim)
         index = self.client.prepare_index_params()
         index.add_index(field_name='vector', index_type='AUTOINDEX', metric_type='COSINE')
         properties = {_MODEL_PROPERTY: model, _SETTINGS_PROPERTY: json.dumps(settings, sort_keys=True),
                       _OUTPUT_PROPERTY: output}
+        if self.moments:
+            properties[_KIND_PROPERTY] = 'moments'
         with _quiet_lite_server(self.uri):
             self.client.create_collection(self.collection, schema=schema, index_params=index, properties=properties)
 
     def paths(self, batch: int = 1000) -> set[str]:
-        """Every path (primary key) in the collection, `batch` a query, paged by key (`path > last`), the way
+        """Every video path in the collection (of a moments collection: every path with a window)."""
+        if not self.moments:
+            return self.keys(batch)
+        return {key.rsplit('#', 1)[0] for key in self.keys(batch)}
+
+    def keys(self, batch: int = 1000) -> set[str]:
+        """Every primary key in the collection, `batch` a query, paged by key (`key > last`), the way
         pymilvus's query_iterator pages, but with the last key escaped (query_iterator pastes it in unescaped)."""
         self.client.load_collection(self.collection)
         found: set[str] = set()
         last = None
         while True:
-            expression = '' if last is None else f'path > {string_literal(last)}'
-            page = [entity['path'] for entity in self.client.query(
-                self.collection, filter=expression, output_fields=['path'], limit=batch, iterator='True',
+            expression = '' if last is None else f'{self.key} > {string_literal(last)}'
+            page = [entity[self.key] for entity in self.client.query(
+                self.collection, filter=expression, output_fields=[self.key], limit=batch, iterator='True',
                 reduce_stop_for_best='True')]  # as query_iterator asks: the `batch` smallest keys
             found.update(page)
             if len(page) < batch:
                 return found
             last = max(page)  # Milvus orders strings by UTF-8 bytes, which is code point order
 
-    def delete(self, paths: Iterable[str]) -> None:
-        """Delete the entities of `paths` (an expression built with escaped literals, in bounded batches)."""
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete the entities of `keys` (paths; moment ids) by an expression built with escaped literals, in
+        bounded batches."""
         batch: list[str] = []
         size = 0
-        for path in paths:
-            batch.append(path)
-            size += len(path) + 8
+        for key in keys:
+            batch.append(key)
+            size += len(key) + 8
             if len(batch) >= _BATCH or size >= _FILTER_CHARS:
-                self.client.delete(self.collection, filter=in_filter('path', batch))
+                self.client.delete(self.collection, filter=in_filter(self.key, batch))
                 batch, size = [], 0
         if batch:
-            self.client.delete(self.collection, filter=in_filter('path', batch))
+            self.client.delete(self.collection, filter=in_filter(self.key, batch))
 
     def sync(self, rows: Iterable[dict[str, Any]], settings: dict[str, Any], dim: int, output: str,
              replace: bool = False) -> tuple[int, int]:
@@ -244,6 +290,7 @@ class MilvusStore:
         With `replace`, a collection of this output made with other settings is dropped and made again."""
         info = self._info()
         if info is not None:
+            self._check_kind(info)
             problem = self._problem(info, settings, dim, output)
             if problem is not None:
                 if not (replace and info['output'] == output):
@@ -259,13 +306,23 @@ class MilvusStore:
             if len(row['path'].encode('utf-8', 'surrogateescape')) > MAX_PATH_BYTES:
                 raise MilvusCollectionError(f'path longer than {MAX_PATH_BYTES} bytes cannot be a Milvus key: '
                                             f'{row["path"]}')
-            keep.add(row['path'])
-            entities.append({'path': row['path'], 'label': row['labels'][0], 'score': float(row['scores'][0]),
-                             'duration': float(row['duration']), 'vector': [float(x) for x in row['feature']]})
-        stale = sorted(self.paths() - keep)
+            top = {'label': row['labels'][0], 'score': float(row['scores'][0]),
+                   'vector': [float(x) for x in row['feature']]}
+            if self.moments:
+                key = moment_id(row['path'], row['start_ms'])
+                entities.append({'id': key, 'path': row['path'], 'start_ms': int(row['start_ms']),
+                                 'end_ms': int(row['end_ms']), **top})
+            else:
+                key = row['path']
+                entities.append({'path': key, 'duration': float(row['duration']), **top})
+            keep.add(key)
+        stale = sorted(self.keys() - keep)
         for start in range(0, len(entities), _BATCH):
             self.client.upsert(self.collection, entities[start:start + _BATCH])
         self.delete(stale)
+        # Seal what was written so the vector index covers it: Milvus Lite searches unsealed rows by brute force,
+        # 1 s against 0.1 s over 10,000 768-d moments (benchmarks/moments.py).
+        self.client.flush(self.collection)
         return len(entities), len(stale)
 
     def count(self) -> int:
@@ -274,30 +331,43 @@ class MilvusStore:
         return int(result[0]['count(*)'])
 
     def search(self, vector: Sequence[float], k: int, model: str,
-               settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """The k nearest videos: [{'path', 'distance' (cosine similarity: 1 = same direction), 'label', 'score'}].
+               settings: dict[str, Any] | None = None, filter: str = '') -> list[dict[str, Any]]:  # noqa: A002
+        """The k nearest videos: [{'path', 'distance' (cosine similarity: 1 = same direction), 'label', 'score',
+        'duration'}]; of a moments collection, the k nearest windows: [{'path', 'start_ms', 'end_ms', 'distance',
+        'label', 'score'}]. `filter`: a Milvus scalar expression on the fields (e.g. `label == "archery"`).
 
         `settings` (`OperatorSpec.signature()` of the query's embedding): when given, the collection's vectors must
-        have been made with the same ones (top-k aside, which does not change a vector), else
-        `MilvusCollectionError`."""
+        have been made with the same ones (top-k aside, which does not change a vector; and a moments collection's
+        window and stride, since the query is embedded as one clip), else `MilvusCollectionError`."""
         info = self._info()
         if info is None:
             raise ValueError(f'no collection {self.collection!r} at {self.uri}; index videos into it first '
                              f'(videos.py index ... --milvus {self.uri})')
+        self._check_kind(info)
         self._check_model(info, model, len(vector))
         if settings is not None and info['settings'] is not None:
             current = json.loads(json.dumps(settings))
-            differences = [f'  {key}: {json.dumps(info["settings"].get(key))} there, '
+            saved = info['settings']
+            if self.moments:  # the query is one clip; every window is embedded as one clip the same way
+                saved, current = _without_window(saved), _without_window(current)
+            differences = [f'  {key}: {json.dumps(saved.get(key))} there, '
                            f'{json.dumps(current.get(key))} for the query'
-                           for key in dict.fromkeys([*info['settings'], *current])
-                           if key != 'topk' and info['settings'].get(key) != current.get(key)]
+                           for key in dict.fromkeys([*saved, *current])
+                           if key != 'topk' and saved.get(key) != current.get(key)]
             if differences:
                 raise MilvusCollectionError(
                     f'Milvus collection {self.collection!r} at {self.uri} holds vectors made with other settings '
                     f'than the query\'s:\n' + '\n'.join(differences)
                     + '\nSearch with the model options the collection was indexed with.')
         self.client.load_collection(self.collection)  # a reopened Milvus Lite file starts released
-        hits = self.client.search(self.collection, data=[[float(x) for x in vector]], limit=k,
+        if self.moments:
+            hits = self.client.search(self.collection, data=[[float(x) for x in vector]], limit=k, filter=filter,
+                                      search_params={'metric_type': 'COSINE'},
+                                      output_fields=['path', 'start_ms', 'end_ms', 'label', 'score'])[0]
+            return [{'path': hit['entity']['path'], 'start_ms': int(hit['entity']['start_ms']),
+                     'end_ms': int(hit['entity']['end_ms']), 'distance': float(hit['distance']),
+                     'label': hit['entity']['label'], 'score': float(hit['entity']['score'])} for hit in hits]
+        hits = self.client.search(self.collection, data=[[float(x) for x in vector]], limit=k, filter=filter,
                                   search_params={'metric_type': 'COSINE'},
                                   output_fields=['path', 'label', 'score', 'duration'])[0]
         return [{'path': hit['entity']['path'], 'distance': float(hit['distance']),

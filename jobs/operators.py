@@ -72,6 +72,11 @@ class OperatorSpec:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     clip_batch: int = 1
 
+    @property
+    def moments(self) -> bool:
+        """Whether results are per window (`options` has `window`, seconds, and `stride`): one row per window."""
+        return self.options.get('window') is not None
+
     def __post_init__(self):
         if self.weights is not None and '://' not in str(self.weights):
             # Absolute, so that a resumed run from elsewhere and a Ray worker (another cwd) read the same file.
@@ -169,9 +174,10 @@ def build_operator(spec: OperatorSpec):
                                device=spec.device, trust_checkpoint=spec.trust_checkpoint, **spec.options)
 
 
-def build_decoder():
-    """Lazy decoding (no sampling): the operator picks its frames with `take`, so only those are decoded."""
-    return decoder_package().VideoDecoder()
+def build_decoder(start: float | None = None, end: float | None = None):
+    """Lazy decoding (no sampling): the operator picks its frames with `take`, so only those are decoded.
+    `start`/`end` (seconds): only the frames shown in `[start, end)`."""
+    return decoder_package().VideoDecoder(start_time=start, end_time=end)
 
 
 def save_random_weights(path: str | Path, model_name: str = DEFAULT_MODEL, model_cfg: dict[str, Any] | None = None,

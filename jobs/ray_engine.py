@@ -48,7 +48,7 @@ class _Replica:
         from .results import rows_to_table
 
         rows = self.indexer.process_many([str(p) for p in batch['path']])
-        return rows_to_table(rows, self.indexer.dim)
+        return rows_to_table(rows, self.indexer.dim, moments=self.indexer.moments)
 
 
 def _code_files():

@@ -36,17 +36,28 @@ import pyarrow.parquet as pq
 from .errors import JobStateError, OutputInUseError, SettingsMismatchError
 
 __all__ = ['JobStateError', 'OutputInUseError', 'SettingsMismatchError', 'ResultStore', 'read_output',
-           'read_settings', 'rows_to_table', 'table_to_rows', 'schema', 'format_for', 'COLUMNS', 'FORMATS']
+           'read_settings', 'rows_to_table', 'table_to_rows', 'schema', 'format_for', 'COLUMNS', 'MOMENT_COLUMNS',
+           'FORMATS']
 
 FORMATS = ('parquet', 'jsonl')
 COLUMNS = ('path', 'model', 'duration', 'labels', 'scores', 'feature', 'decode_s', 'model_s', 'error')
+# Moments (index --window): one row per window of a video; `start_ms`/`end_ms` are null on a failed video's one row.
+MOMENT_COLUMNS = ('path', 'start_ms', 'end_ms', *COLUMNS[1:])
 _META_KEY = b'timesformer.job'
 
 
-def schema(dim: int) -> pa.Schema:
-    """`feature` is a fixed-size list so that every row's embedding has the model's dimension (768 for ViT-B)."""
+def columns(moments: bool = False) -> tuple[str, ...]:
+    return MOMENT_COLUMNS if moments else COLUMNS
+
+
+def schema(dim: int, moments: bool = False) -> pa.Schema:
+    """`feature` is a fixed-size list so that every row's embedding has the model's dimension (768 for ViT-B).
+    With `moments`, `start_ms` and `end_ms` (int64 ms on the video's clock, `[start, end)`) follow `path`, and
+    `duration`, `decode_s`, `model_s` are the video's (the timings split equally among its windows)."""
+    window = [pa.field('start_ms', pa.int64()), pa.field('end_ms', pa.int64())] if moments else []
     return pa.schema([
         pa.field('path', pa.string(), nullable=False),
+        *window,
         pa.field('model', pa.string()),
         pa.field('duration', pa.float64()),  # seconds
         pa.field('labels', pa.list_(pa.string())),  # top-k, best first
@@ -58,17 +69,22 @@ def schema(dim: int) -> pa.Schema:
     ])
 
 
-def rows_to_table(rows: Sequence[dict[str, Any]], dim: int, metadata: dict | None = None) -> pa.Table:
-    columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
-    columns['feature'] = [None if f is None else np.asarray(f, np.float32) for f in columns['feature']]
-    sch = schema(dim)
+def rows_to_table(rows: Sequence[dict[str, Any]], dim: int, metadata: dict | None = None,
+                  moments: bool = False) -> pa.Table:
+    data = {name: [row.get(name) for row in rows] for name in columns(moments)}
+    data['feature'] = [None if f is None else np.asarray(f, np.float32) for f in data['feature']]
+    sch = schema(dim, moments)
     if metadata:
         sch = sch.with_metadata({_META_KEY: json.dumps(metadata).encode()})
-    return pa.Table.from_pydict(columns, schema=sch)
+    return pa.Table.from_pydict(data, schema=sch)
+
+
+def is_moments(table: pa.Table) -> bool:
+    return 'start_ms' in table.column_names
 
 
 def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
-    rows = table.select(list(COLUMNS)).to_pylist()
+    rows = table.select(list(columns(is_moments(table)))).to_pylist()
     for row in rows:
         if row['feature'] is not None:
             row['feature'] = np.asarray(row['feature'], np.float32)
@@ -153,7 +169,7 @@ def read_output(path: str | Path, fmt: str | None = None) -> list[dict[str, Any]
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise JobStateError(f'{path} line {number} is not JSON ({e}); is it a results file?') from None
-            row = {name: row.get(name) for name in COLUMNS}
+            row = {name: row.get(name) for name in columns('start_ms' in row)}
             if row['feature'] is not None:
                 row['feature'] = np.asarray(row['feature'], np.float32)
             if row['scores'] is not None:
@@ -169,13 +185,14 @@ class ResultStore:
     """
 
     def __init__(self, out: str | Path, dim: int, signature: dict[str, Any], fmt: str | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, moments: bool = False):
         self.out = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
         self.fmt = format_for(self.out, fmt)
         self.parts = self.out.with_name(self.out.name + '.parts')
         self.dim = dim
         self.signature = signature
         self.overwrite = overwrite
+        self.moments = moments  # rows are windows: a video is all its rows, written in one chunk
         self._lock_file = None
         self._previous: list[dict[str, Any]] = []  # rows of an existing final output
         self._chunks: list[Path] = []
@@ -286,22 +303,34 @@ class ResultStore:
 
     # -- state -----------------------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
-        """All results so far, a path once (later results win): previous output, then chunks in write order."""
-        by_path: dict[str, dict[str, Any]] = {}
+        """All results so far, a path once (later results win): previous output, then chunks in write order.
+
+        A path's rows are its one row, or with `moments` all its windows: a chunk holds every window of each
+        video in it, and a later chunk's windows of a path replace all earlier ones."""
+        by_path: dict[str, list[dict[str, Any]]] = {}
         for row in self._previous:
-            by_path[row['path']] = row
+            by_path.setdefault(row['path'], []).append(row)
         for chunk in self._chunks:
             try:
                 table = pq.read_table(chunk)
             except Exception as e:  # noqa: BLE001 - renamed into place complete, so this is outside damage
                 raise JobStateError(f'cannot read {chunk} ({e}); delete it to redo its videos') from e
+            fresh: dict[str, list[dict[str, Any]]] = {}
             for row in table_to_rows(table):
-                by_path.pop(row['path'], None)  # re-insert: keeps write order for rows that are replaced
-                by_path[row['path']] = row
-        return list(by_path.values())
+                if self.moments:
+                    fresh.setdefault(row['path'], []).append(row)
+                else:
+                    fresh[row['path']] = [row]
+            for path, group in fresh.items():
+                by_path.pop(path, None)  # re-insert: keeps write order for rows that are replaced
+                by_path[path] = group
+        return [row for group in by_path.values() for row in group]
 
     def done(self, retry_failed: bool = False) -> set[str]:
-        return {row['path'] for row in self.rows() if not (retry_failed and row['error'] is not None)}
+        """Paths whose result is kept: with `retry_failed`, a path with an error on any of its rows is not done."""
+        rows = self.rows()
+        failed = {row['path'] for row in rows if row['error'] is not None} if retry_failed else set()
+        return {row['path'] for row in rows} - failed
 
     @property
     def has_pending_chunks(self) -> bool:
@@ -325,7 +354,7 @@ class ResultStore:
             return None
         number = int(self._chunks[-1].stem.split('-')[1]) + 1 if self._chunks else 1
         path = self.parts / f'chunk-{number:06d}.parquet'
-        table = rows_to_table(rows, self.dim)
+        table = rows_to_table(rows, self.dim, moments=self.moments)
         self._atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         self._chunks.append(path)
         return path
@@ -338,7 +367,7 @@ class ResultStore:
         rows.sort(key=lambda row: rank.get(row['path'], len(rank)))  # stable: earlier rows keep their order
         if self._chunks or not self.out.exists():
             if self.fmt == 'parquet':
-                table = rows_to_table(rows, self.dim, metadata=self.signature)
+                table = rows_to_table(rows, self.dim, metadata=self.signature, moments=self.moments)
                 self._atomic_write(self.out, lambda tmp: pq.write_table(table, tmp, row_group_size=4096))
             else:
                 record = json.dumps(self.signature, indent=1)

@@ -20,12 +20,13 @@ from typing import Any
 from .errors import JobError, MilvusInUseError, MilvusSyncError
 from .indexer import Indexer
 from .inputs import expand
-from .operators import OperatorSpec, build_operator
+from .operators import OperatorSpec, build_decoder, build_operator
 from .results import ResultStore
 
 ENGINES = ('local', 'ray')
 # tqdm's default turns a rate under 1/s into s/video; videos/s reads the same at every speed.
 _BAR = '{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]'
+_MOMENTS_BAR = '{l_bar}{bar}| {n:.0f}/{total:.0f} s of video [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]'
 
 
 def _stderr(message: str) -> None:
@@ -42,6 +43,7 @@ class IndexSummary:
     wall_s: float  # whole run: model load, engine start, processing, final write, Milvus
     arrivals: list[float]  # seconds from the start at which each result reached the driver
     milvus: tuple[int, int] | None = None  # (upserted, deleted: entities that existed and were removed)
+    windows: int | None = None  # moments (--window): window rows made by this run; None for per-video rows
 
     @property
     def videos_per_s(self) -> float:
@@ -68,6 +70,51 @@ def _require(needed: bool, module: str, message: str) -> None:
         raise ValueError(message)
 
 
+def _probe_seconds(path: str) -> float:
+    """A video's duration from its container header (no decoding), 0.0 when it has none or cannot be opened."""
+    import av
+
+    try:
+        with av.open(path, timeout=5) as container:
+            return max(0.0, float(container.duration or 0) / av.time_base)
+    except Exception:  # noqa: BLE001 - only a progress estimate; the video's own row says what is wrong
+        return 0.0
+
+
+class _VideoClock:
+    """The progress bar of a moments run, in seconds of video: each video counts its header duration up front,
+    windows move the bar while a video is in progress (local engine; Ray reports whole videos), and a finished
+    video counts its decoded duration."""
+
+    def __init__(self, bar, expected: dict[str, float]):
+        self.bar, self.expected = bar, expected
+        self.reported: dict[str, float] = {}
+
+    def on_window(self, path: str, end_ms: int) -> None:
+        seconds = end_ms / 1000  # on the video's clock; it may start after 0, so capped at the header's duration
+        if self.expected.get(path, 0.0) > 0:
+            seconds = min(seconds, self.expected[path])
+        delta = seconds - self.reported.get(path, 0.0)
+        if delta > 0:
+            self.reported[path] = seconds
+            self.bar.update(delta)
+
+    def video_done(self, path: str, rows: Sequence[dict[str, Any]]) -> None:
+        expected = self.expected.get(path, 0.0)
+        seconds = rows[0]['duration'] if rows[0]['duration'] is not None else expected
+        if seconds != expected:
+            self.bar.total += seconds - expected
+        self.bar.update(seconds - self.reported.pop(path, 0.0))
+
+
+def _by_video(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Rows grouped by path, in order (a video's rows arrive together: its one row, or all its windows)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row['path'], []).append(row)
+    return list(groups.items())
+
+
 def _local(indexer: Indexer, paths: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
     size = max(1, indexer.spec.clip_batch)
     for start in range(0, len(paths), size):
@@ -78,13 +125,15 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
               engine: str = 'local', workers: int = 2, ray_address: str | None = None,
               cpus_per_worker: float = 1, gpus_per_worker: float | None = None, batch_size: int = 1,
               chunk_size: int = 32, chunk_seconds: float = 60.0, milvus: str | None = None,
-              collection: str = 'videos', milvus_token: str | None = None, retry_failed: bool = False,
+              collection: str | None = None, milvus_token: str | None = None, retry_failed: bool = False,
               overwrite: bool = False, progress: bool = True,
               log: Callable[[str], None] = _stderr) -> IndexSummary:
     """Classify and embed every video named by `inputs` into `out` (see the CLI's `index --help`).
 
     Errors of the job itself (no inputs, weights unavailable, a bad checkpoint, an output held by another job)
-    raise; a video that fails is a row with its `error`.
+    raise; a video that fails is a row with its `error`. With `spec.moments` (`window`/`stride` in its options)
+    the rows are windows (`results.MOMENT_COLUMNS`), a video counts as done once all its windows are written,
+    and the Milvus collection holds one entity per window.
     """
     spec = spec or OperatorSpec()
     if engine not in ENGINES:
@@ -105,16 +154,19 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
     op = build_operator(spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
     dim = op.cfg.embed_dim
     settings = spec.signature()
-    store = ResultStore(out, dim, settings, fmt=fmt, overwrite=overwrite)
+    moments = spec.moments
+    if collection is None:
+        collection = 'moments' if moments else 'videos'
+    store = ResultStore(out, dim, settings, fmt=fmt, overwrite=overwrite, moments=moments)
     store.check()  # read-only: a refused run changes nothing
     if milvus is not None:
         from . import milvus_store
 
         if milvus_store.exists(milvus):  # opening a missing Milvus Lite file would create it
-            with milvus_store.MilvusStore(milvus, collection, milvus_token) as index:
+            with milvus_store.MilvusStore(milvus, collection, milvus_token, moments=moments) as index:
                 index.check_compatible(settings, dim, str(store.out), replace=overwrite)
     arrivals: list[float] = []
-    processed = failed = 0
+    processed = failed = windows = 0
     with store:
         done = store.done(retry_failed)
         todo = [p for p in paths if p not in done]
@@ -135,38 +187,64 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
                                                     gpus_per_worker=gpus_per_worker, batch_size=batch_size))
                 batches = ray.run(todo)
             else:
-                batches = _local(Indexer(spec, op), todo)
+                indexer = Indexer(spec, op)
+                batches = _local(indexer, todo)
             from tqdm import tqdm
 
-            bar = stack.enter_context(tqdm(total=len(paths), initial=len(paths) - len(todo), unit=' videos',
-                                           disable=not progress, dynamic_ncols=True, smoothing=0.1,
-                                           file=sys.stderr, bar_format=_BAR))
+            clock = None
+            if moments:
+                done_rows = {row['path']: row['duration'] or 0.0 for row in store.rows() if row['path'] in done}
+                expected = {path: _probe_seconds(path) for path in todo} if progress else {}
+                bar = stack.enter_context(tqdm(total=sum(done_rows.values()) + sum(expected.values()),
+                                               initial=sum(done_rows.values()), unit=' video s',
+                                               disable=not progress, dynamic_ncols=True, smoothing=0.1,
+                                               file=sys.stderr, bar_format=_MOMENTS_BAR))
+                clock = _VideoClock(bar, expected)
+                if todo and engine != 'ray':
+                    indexer.on_window = clock.on_window
+            else:
+                bar = stack.enter_context(tqdm(total=len(paths), initial=len(paths) - len(todo), unit=' videos',
+                                               disable=not progress, dynamic_ncols=True, smoothing=0.1,
+                                               file=sys.stderr, bar_format=_BAR))
             flushed = time.monotonic()
+            buffered = 0  # videos in `buffer` (a video is one row, or all its windows)
             try:
                 for rows in batches:
-                    rows = [row for row in rows if row['path'] not in seen]  # a retried Ray task may repeat rows
-                    seen.update(row['path'] for row in rows)
-                    arrivals.extend([time.perf_counter() - started] * len(rows))
-                    processed += len(rows)
-                    failed += sum(row['error'] is not None for row in rows)
-                    buffer.extend(rows)
-                    bar.update(len(rows))
-                    bar.set_postfix(failed=failed, refresh=False)
-                    if len(buffer) >= chunk_size or time.monotonic() - flushed >= chunk_seconds:
+                    # A retried Ray task may repeat a video: its first result is kept.
+                    videos = [(path, group) for path, group in _by_video(rows) if path not in seen]
+                    for path, group in videos:
+                        seen.add(path)
+                        arrivals.append(time.perf_counter() - started)
+                        processed += 1
+                        failed += any(row['error'] is not None for row in group)
+                        buffer.extend(group)
+                        buffered += 1
+                        if clock is not None:
+                            windows += sum(row['start_ms'] is not None for row in group)
+                            clock.video_done(path, group)
+                        else:
+                            bar.update(1)
+                    if clock is not None:
+                        bar.set_postfix(videos=f'{len(paths) - len(todo) + processed}/{len(paths)}',
+                                        failed=failed, refresh=False)
+                    else:
+                        bar.set_postfix(failed=failed, refresh=False)
+                    if buffered >= chunk_size or time.monotonic() - flushed >= chunk_seconds:
                         store.write_chunk(buffer)
-                        buffer, flushed = [], time.monotonic()
+                        buffer, buffered, flushed = [], 0, time.monotonic()
             finally:
                 store.write_chunk(buffer)  # keep what finished, also on Ctrl-C or an engine failure
         rows = store.finish(order=paths)
     summary = IndexSummary(out=str(store.out), total=len(paths), skipped=len(paths) - len(todo),
-                           processed=processed, failed=failed, wall_s=0.0, arrivals=arrivals)
+                           processed=processed, failed=failed, wall_s=0.0, arrivals=arrivals,
+                           windows=windows if moments else None)
     if milvus is not None:
         from .milvus_store import MilvusStore
 
         if '://' not in milvus:
             os.makedirs(os.path.dirname(milvus), exist_ok=True)  # as for --out; Milvus Lite creates only the .db
         try:
-            with MilvusStore(milvus, collection, milvus_token) as index:
+            with MilvusStore(milvus, collection, milvus_token, moments=moments) as index:
                 summary.milvus = index.sync(rows, settings, dim, str(store.out), replace=overwrite)
         except MilvusInUseError as e:
             raise MilvusInUseError(f'{store.out} is complete ({len(rows)} rows), but Milvus was not updated: {e}. '
@@ -183,12 +261,34 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
     return summary
 
 
-def embed(video: str, spec: OperatorSpec | None = None) -> dict[str, Any]:
-    """The result row of one video (for a search query); raises if the video cannot be processed."""
+def embed(video: str, spec: OperatorSpec | None = None, start: float | None = None,
+          end: float | None = None) -> dict[str, Any]:
+    """The result row of one video (for a search query), or of its part shown in `[start, end)` seconds.
+
+    Embedded as one clip (the operator's options without `window`), the way each window of a moments index is.
+    Raises `QueryRangeError` when that part holds no frame, `RuntimeError` when the video cannot be processed.
+    """
+    from .errors import QueryRangeError
+    from .operators import decoder_package
+
+    spec = spec or OperatorSpec()
+    if spec.moments:
+        options = {k: v for k, v in spec.options.items() if k not in ('window', 'stride')}
+        spec = dataclasses.replace(spec, options=options)
     paths = expand([video])
     if len(paths) != 1:
         raise ValueError(f'the query must be one video; {video} names {len(paths)}')
-    row = Indexer(spec or OperatorSpec())(paths[0])
+    indexer = Indexer(spec)
+    if start is not None or end is not None:
+        indexer.decoder = build_decoder(start, end)
+        try:
+            indexer.decoder(paths[0])  # reads the index only; the frames are decoded by the indexer
+        except decoder_package().video_decoder.TimeRangeError as e:
+            raise QueryRangeError(f'the query has no frames in the range asked for: {e}. Choose --start/--end '
+                                  f'inside the video.') from None
+        except Exception:  # noqa: BLE001 - any other failure is reported by the indexer's row below
+            pass
+    row = indexer(paths[0])
     if row['error'] is not None:
         raise RuntimeError(f'cannot embed {video}: {row["error"]}')
     return row

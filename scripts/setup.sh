@@ -45,13 +45,15 @@ fi
 step 3 'checking that towhee, torch and av import'
 .venv/bin/python -c 'import towhee, torch, av' # fail here, not later, if the install did not work
 
-if command -v ffmpeg >/dev/null; then
-  step 4 'the ffmpeg CLI is installed'
-elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then  # the tests make their videos with it, as users do
-  step 4 'installing the ffmpeg CLI (apt-get install ffmpeg, about 1 minute)'
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+# System tools the tests use: the ffmpeg CLI makes their videos (as users make them), Chromium renders the moments page.
+missing=$(for tool in ffmpeg chromium; do command -v "$tool" >/dev/null || echo "$tool"; done)
+if [ -z "$missing" ]; then
+  step 4 'ffmpeg and chromium are installed'
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  step 4 "installing $(echo $missing) with apt-get (about 1-2 minutes)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 else
-  step 4 'warning: no ffmpeg CLI; tests/test_decode_corpus.py needs it (e.g. sudo apt-get install ffmpeg)'
+  step 4 "warning: $(echo $missing) missing; the tests need them (e.g. sudo apt-get install $(echo $missing))"
 fi
 
 step 5 "placing the operators in Towhee's cache"
