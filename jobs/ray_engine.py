@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -87,6 +88,7 @@ class RayEngine:
         self.spec, self.workers, self.address = spec, workers, address
         self.cpus_per_worker, self.gpus_per_worker, self.batch_size = cpus_per_worker, gpus_per_worker, batch_size
         self._started = False
+        self._local = False  # a Ray started here, on this machine, for this run
 
     def __enter__(self) -> RayEngine:
         import ray
@@ -101,6 +103,7 @@ class RayEngine:
             finally:
                 shutil.rmtree(stage, ignore_errors=True)  # uploaded by init
             self._started = True
+            self._local = self.address is None and not os.environ.get('RAY_ADDRESS')
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job shows its own
         context.print_on_execution_start = False
@@ -126,10 +129,13 @@ class RayEngine:
             gpus = 1 if ray.cluster_resources().get('GPU', 0) >= 1 else 0
         blocks = min(len(paths), max(self.workers, math.ceil(len(paths) / self.batch_size)), 10_000)
         dataset = ray.data.from_items([{'path': p} for p in paths], override_num_blocks=blocks)
+        # On a Ray started for this run, a replica that dies is not restarted (the job fails and resumes when run
+        # again), so Ray's core worker has no restart to warn about on every run; a cluster keeps Ray's restarts.
+        restarts = {'max_restarts': 0} if self._local else {}
         results = dataset.map_batches(
             _Replica, fn_constructor_kwargs={'spec': self.spec}, batch_size=self.batch_size,
             batch_format='numpy', compute=ray.data.ActorPoolStrategy(size=self.workers),
-            num_cpus=self.cpus_per_worker, num_gpus=gpus)
+            num_cpus=self.cpus_per_worker, num_gpus=gpus, **restarts)
         try:
             for table in results.iter_batches(batch_size=None, batch_format='pyarrow', prefetch_batches=0):
                 yield table_to_rows(table)
