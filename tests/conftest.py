@@ -140,3 +140,18 @@ def tiny_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp('tiny') / 'tiny.pth'
     torch.save({k: torch.randn_like(v) * 0.1 for k, v in model.state_dict().items()}, path)
     return path
+
+
+def run_until_first_chunk(command, cwd, parts: Path, limit_s: float = 240):
+    """Start the batch job `command` and return its process once it has saved its first chunk of rows in `parts`
+    (the output's `.parts` folder): the moment to kill it mid-run."""
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + limit_s
+    while not list(parts.glob('chunk-*.parquet')):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, f'no chunk written within {limit_s} s'
+        time.sleep(0.02)
+    return process

@@ -10,13 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from checkout import load_package
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, run_until_first_chunk
 from make_video import make_video
 
 VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
@@ -132,12 +131,7 @@ def test_kill_9_mid_run_then_the_same_command_finishes_with_each_input_once(tmp_
                '--model-cfg', '../slow.json', '--weights', '../slow.pth', '--chunk-size', '2', '--no-progress']
     parts = work / 'out' / 'results.parquet.parts'
 
-    first = subprocess.Popen(command, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while not list(parts.glob('chunk-*.parquet')):
-        assert first.poll() is None, first.stderr.read().decode()
-        assert time.monotonic() < deadline, 'no chunk written within 240 s'
-        time.sleep(0.02)
+    first = run_until_first_chunk(command, work, parts)
     first.send_signal(signal.SIGKILL)
     first.wait()
     first.stderr.close()

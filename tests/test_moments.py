@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from checkout import load_package
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, run_until_first_chunk
 from make_video import make_video
 
 VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
@@ -223,12 +223,7 @@ def test_kill_9_mid_video_then_resume_gives_every_window_exactly_once(tmp_path):
     command = [sys.executable, str(VIDEOS_PY), 'index', str(clips), '--out', 'out/m.parquet', '--window', '1',
                '--model-cfg', 'slow.json', '--weights', 'slow.pth', '--chunk-size', '1', '--no-progress']
     parts = tmp_path / 'out' / 'm.parquet.parts'
-    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while not list(parts.glob('chunk-*.parquet')):
-        assert first.poll() is None, first.stderr.read().decode()
-        assert time.monotonic() < deadline, 'no chunk written within 240 s'
-        time.sleep(0.02)
+    first = run_until_first_chunk(command, tmp_path, parts)
     time.sleep(0.1)  # into the next video's windows (a video takes seconds here)
     first.send_signal(signal.SIGKILL)
     first.wait()
