@@ -280,7 +280,7 @@ class VideoIndex:
         # A seek is checked by pts, so they must tell frames apart; they need not increase (AVI with B-frames).
         seekable = None not in pts and len(set(pts)) == len(pts) and not _stateful_format(stream)
         # A damaged keyframe decodes differently after a seek than in sequence (concealed from the frame before).
-        keyframes = tuple(p for p, f in enumerate(frames) if f.key and not f.discard) if seekable else ()
+        keyframes = tuple(p for p, f in enumerate(frames) if f.key and not f.corrupt) if seekable else ()
         end_tick = ticks[-1] + (frames[-1].duration or max(round(1 / (fps * time_base)), 1))
         return cls(source, stream.index, pts, ticks, keyframes, time_base, end_tick, fps, timeout, 'decoded')
 
@@ -321,9 +321,10 @@ class VideoIndex:
         return _open(self.source, self.timeout)
 
 
-# A packet-level summary: pts/dts in the stream's time base, keyframe flag, duration; `discard` marks packets an edit
-# list hides. A frame-level one from the decode pass uses the same shape (dts: the packet dts the frame came from).
-_Unit = collections.namedtuple('_Unit', 'pts dts key duration discard')  # discard: a packet's; for a frame, corrupt
+# What the index keeps of each packet and each decoded frame: pts/dts in the stream's time base, keyframe flag,
+# duration; a packet's `discard` marks one an edit list hides, a frame's `corrupt` one the decoder flags as damaged.
+_Packet = collections.namedtuple('_Packet', 'pts dts key duration discard')
+_Frame = collections.namedtuple('_Frame', 'pts dts key duration corrupt')
 # Container and codec families whose packets map one to one onto frames and whose seeks land on indexed keyframes.
 _PACKET_FORMATS = {'mov', 'mp4', 'matroska', 'webm'}
 _PACKET_CODECS = {'h264', 'hevc', 'vp8', 'vp9', 'av1', 'mpeg4'}
@@ -376,9 +377,9 @@ def _first_frames_match(index):
 
 
 def _scan(container, stream, timeout, decode):
-    """Every packet (decode=False) or decoded frame (decode=True) as `_Unit`s; why reading stopped early (or None);
-    the seconds from time 0 to the end of the last timed packet; the largest pts - dts of a packet (ticks: how far
-    before a keyframe's pts a demuxer that seeks by dts must be sent).
+    """Every packet (decode=False, `_Packet`s) or decoded frame (decode=True, `_Frame`s); why reading stopped early
+    (or None); the seconds from time 0 to the end of the last timed packet; the largest pts - dts of a packet (ticks:
+    how far before a keyframe's pts a demuxer that seeks by dts must be sent).
 
     Decoding reads exactly as a plain sequential decode does (`container.decode(stream)`): every packet is decoded,
     including those the demuxer flags corrupt (MPEG-TS flags a continuity jump, as in TS files joined with `cat`), and
@@ -413,7 +414,7 @@ def _scan(container, stream, timeout, decode):
             elif packet.size and packet.pts is None:
                 untimed += 1
             elif packet.size:
-                units.append(_Unit(packet.pts, packet.dts, packet.is_keyframe, packet.duration, packet.is_discard))
+                units.append(_Packet(packet.pts, packet.dts, packet.is_keyframe, packet.duration, packet.is_discard))
         if problem and time.monotonic() - started >= timeout:
             raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
     if untimed and not decode:
@@ -422,7 +423,7 @@ def _scan(container, stream, timeout, decode):
 
 
 def _unit(frame):
-    return _Unit(frame.pts, frame.dts, bool(frame.key_frame), frame.duration, bool(frame.is_corrupt))
+    return _Frame(frame.pts, frame.dts, bool(frame.key_frame), frame.duration, bool(frame.is_corrupt))
 
 
 def _ticks(frames, pts, stream, time_base):
