@@ -19,9 +19,20 @@ from typing import Any
 from .operators import OperatorSpec, build_decoder, build_operator
 
 
+def error_text(error: BaseException) -> str:
+    """How the `error` column records an exception: `TypeName: message`."""
+    return f'{type(error).__name__}: {error}'
+
+
+def stopped_early(frames) -> str | None:
+    """The `error` of a video whose frames stop early (the decoder's `frames.error`: truncated), else None."""
+    stopped = getattr(frames, 'error', None)
+    return None if stopped is None else error_text(stopped)
+
+
 def error_row(path: str, model: str, error: BaseException | str, decode_s: float = 0.0,
               moments: bool = False) -> dict[str, Any]:
-    message = error if isinstance(error, str) else f'{type(error).__name__}: {error}'
+    message = error if isinstance(error, str) else error_text(error)
     window = {'start_ms': None, 'end_ms': None} if moments else {}
     return {'path': path, **window, 'model': model, 'duration': None, 'labels': None, 'scores': None,
             'feature': None, 'decode_s': decode_s, 'model_s': 0.0, 'error': message}
@@ -123,14 +134,13 @@ class Indexer:
         except Exception as e:  # noqa: BLE001 - any failure of one video is that video's result
             return None, None, time.perf_counter() - start, e
 
-    def _row(self, path, result, result_frames, duration, decode_s, model_s) -> dict[str, Any]:
+    def _row(self, path, result, frames, duration, decode_s, model_s) -> dict[str, Any]:
         """A result row; a video that stops early (truncated) keeps the result of its readable part, and its `error`
         says where it stops (the decoder's `CorruptVideoError` message), so it is not taken for a complete video."""
         labels, scores, feature = result
-        stopped = getattr(result_frames, 'error', None)
         return {'path': path, 'model': self.spec.model_name, 'duration': duration, 'labels': list(labels),
                 'scores': [float(s) for s in scores], 'feature': feature, 'decode_s': decode_s,
-                'model_s': model_s, 'error': None if stopped is None else f'{type(stopped).__name__}: {stopped}'}
+                'model_s': model_s, 'error': stopped_early(frames)}
 
     def _one(self, path, frames, duration, open_s) -> dict[str, Any]:
         timed = TimedFrames(frames)
@@ -156,8 +166,7 @@ class Indexer:
             return [error_row(path, self.spec.model_name, e, open_s + timed.decode_s, moments=True)]
         decode_s = open_s + timed.decode_s
         model_s = max(0.0, time.perf_counter() - start - timed.decode_s)  # decoding overlaps the model
-        stopped = getattr(frames, 'error', None)
-        error = None if stopped is None else f'{type(stopped).__name__}: {stopped}'
+        error = stopped_early(frames)
         share = 1 / len(found)
         return [{'path': path, 'start_ms': int(w.start_ms), 'end_ms': int(w.end_ms), 'model': self.spec.model_name,
                  'duration': duration, 'labels': list(w.labels), 'scores': [float(s) for s in w.scores],
