@@ -38,8 +38,15 @@ fi
 reference=.venv/reference-wheels/gluoncv-0.10.5.post0-py2.py3-none-any.whl
 if [ ! -f "$reference" ]; then
   echo '    downloading the GluonCV wheel the tests read label lists from (1.2 MB, not installed)' >&2
+  set +e
   .venv/bin/python -m pip download --quiet --no-deps --disable-pip-version-check gluoncv==0.10.5.post0 \
-    -d .venv/reference-wheels
+    -d .venv/reference-wheels 2>&1 | grep -v 'is ignored: it is neither a file nor a directory'
+  pip_status=${PIPESTATUS[0]}
+  set -e
+  if [ "$pip_status" -ne 0 ]; then
+    echo "setup: downloading the GluonCV wheel failed (exit status $pip_status, output above)" >&2
+    exit 1
+  fi
 fi
 
 step 3 'checking that towhee, torch and av import'
