@@ -11,10 +11,9 @@ import pytest
 import torch
 from conftest import PARITY_FEATURES, PARITY_SCORES, TINY
 from reference import hf_outputs, random_frames, reference_clip
-from towhee.types import VideoFrame
-
 from timesformer_op import timesformer
 from timesformer_op.timesformer import _check_precision, _cpu_has_native_bf16, _device
+from towhee.types import VideoFrame
 
 TOL = 1e-4
 
@@ -142,9 +141,8 @@ def test_device_resolution(monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='only meaningful where CUDA is absent')
 def test_towhee_node_config_device_reaches_the_operator(tiny_weights):
     """Towhee hands `config={'device': N}` to `Operator.__init__`; -1 (its default) runs on the CPU."""
-    from towhee import ops, pipe, register
-
     from timesformer_op.timesformer import Timesformer
+    from towhee import ops, pipe, register
 
     register(name='timesformer-test/node-device')(Timesformer)
 

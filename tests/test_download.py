@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
-
 from timesformer_op import timesformer
 from timesformer_op.checkpoints import WeightsUnavailableError
 from timesformer_op.zoo import get_cfg, register_model

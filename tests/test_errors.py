@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY
-from towhee.types import VideoFrame
-
 from timesformer_op import timesformer
 from timesformer_op.checkpoints import CheckpointError
+from towhee.types import VideoFrame
 
 
 @pytest.fixture(scope='module')

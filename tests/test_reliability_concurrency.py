@@ -22,9 +22,8 @@ import pytest
 from checkout import load_package
 from conftest import ROOT, TINY
 from make_video import make_video
-from towhee.types import VideoFrame
-
 from timesformer_op import timesformer
+from towhee.types import VideoFrame
 
 THREADS, CALLS = 16, 50
 JOIN_LIMIT_S = 120  # all threads of one test; a deadlock fails the test instead of hanging CI

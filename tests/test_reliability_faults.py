@@ -25,7 +25,6 @@ import pytest
 from checkout import load_package
 from conftest import ROOT, TINY
 from make_video import make_video
-
 from timesformer_op import timesformer
 
 RELEASE = 'TimeSformer_divST_8x32_224_K400.pyth'  # TINY's record is a copy of the 8x224 one: same file name

@@ -32,10 +32,9 @@ from conftest import ROOT, TINY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from make_video import make_video, read_index
-from towhee.types import VideoFrame
-
 from timesformer_op import timesformer
 from timesformer_op.checkpoints import CheckpointError
+from towhee.types import VideoFrame
 
 CALL_LIMIT_S = 120  # no single call may take longer: generous for a 2-core machine under load, far below a hang
 

@@ -7,10 +7,9 @@ import pytest
 import torch
 from conftest import FORMATS, PARITY_FEATURES, PARITY_SCORES, TINY
 from reference import hf_outputs, random_frames, reference_clip
-from towhee.types import VideoFrame
-
 from timesformer_op import timesformer
 from timesformer_op.preprocess import clip_to_tensor, select_frames
+from towhee.types import VideoFrame
 
 
 def assert_matches_hf(op, hf_model, frames, num_frames=8, reference=None):
@@ -80,7 +79,6 @@ def test_every_checkpoint_format_loads_the_same_weights_and_matches_hf(fmt, tiny
 
 def test_kinetics_labels_are_the_400_names_in_index_order():
     import torchvision
-
     from timesformer_op.zoo import get_cfg
 
     assert get_cfg('timesformer_k400_8x224').labels == list(torchvision.models._meta._KINETICS400_CATEGORIES)

@@ -13,8 +13,6 @@ from checkout import load_package
 from conftest import PARITY_FEATURES, PARITY_SCORES, ROOT, TINY
 from make_video import make_video
 from reference import random_frames, reference_clip
-from towhee.types import VideoFrame
-
 from timesformer_op import timesformer
 from timesformer_op.preprocess import clip_indices
 from timesformer_op.timeline import Timeline
@@ -22,6 +20,7 @@ from timesformer_op.timing import FrameTimes
 from timesformer_op.views import clip_to_views
 from timesformer_op.windows import plan_windows, summarize
 from timesformer_op.zoo import get_cfg
+from towhee.types import VideoFrame
 
 MEAN, STD = (0.45,) * 3, (0.225,) * 3
 

@@ -24,7 +24,6 @@ import pytest
 import torch
 from conftest import ROOT, make_hf_model
 from reference import hf_outputs, random_frames, reference_clip
-
 from timesformer_op import timesformer
 from timesformer_op.zoo import MODELS, get_cfg, register_model
 

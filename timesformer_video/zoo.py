@@ -34,7 +34,6 @@ class ModelCfg:
     channel_order: str = 'RGB'  # SSv2 was trained on OpenCV-decoded (BGR) frames
     mean: tuple[float, float, float] = _MEAN
     std: tuple[float, float, float] = _STD
-    hf_hub_id: str | None = None
     metrics: dict = field(default_factory=dict)  # published top-1 / top-5, 1 clip x 3 crops
     # ViT-B/16 for every release; smaller values make fast same-architecture models for tests.
     embed_dim: int = 768
@@ -53,7 +52,7 @@ class ModelCfg:
 
 @lru_cache(maxsize=None)
 def load_labels(file_name: str) -> list[str]:
-    with open(HERE / file_name, encoding='utf-8') as f:
+    with open(HERE / 'labels' / file_name, encoding='utf-8') as f:  # an absolute path is used as it is
         return list(json.load(f))
 
 
@@ -71,27 +70,23 @@ _K400, _K600, _SSV2 = 'kinetics_400.json', 'kinetics_600.json', 'something_somet
 
 MODELS: dict[str, ModelCfg] = {cfg.name: cfg for cfg in [
     _record('timesformer_k400_8x224', 'Kinetics-400', 8, 224, 32, _K400,
-            'TimeSformer_divST_8x32_224_K400.pyth', 'g5t24we9gl5yk88', 77.9, 93.2,
-            hf_hub_id='facebook/timesformer-base-finetuned-k400'),
+            'TimeSformer_divST_8x32_224_K400.pyth', 'g5t24we9gl5yk88', 77.9, 93.2),
     _record('timesformer_k400_16x448', 'Kinetics-400', 16, 448, 16, _K400,
-            'TimeSformer_divST_16x16_448_K400.pyth', '6f0x172lpqy3oxt', 79.6, 94.0,
-            hf_hub_id='facebook/timesformer-hr-finetuned-k400'),
+            'TimeSformer_divST_16x16_448_K400.pyth', '6f0x172lpqy3oxt', 79.6, 94.0),
     _record('timesformer_k400_96x224', 'Kinetics-400', 96, 224, 4, _K400,
             'TimeSformer_divST_96x4_224_K400.pyth', 'r1iuxahif3sgimo', 80.6, 94.7),
     _record('timesformer_k600_8x224', 'Kinetics-600', 8, 224, 32, _K600,
-            'TimeSformer_divST_8x32_224_K600.pyth', '4h2qt41m2z3aqrb', 79.1, 94.4,
-            hf_hub_id='facebook/timesformer-base-finetuned-k600'),
+            'TimeSformer_divST_8x32_224_K600.pyth', '4h2qt41m2z3aqrb', 79.1, 94.4),
     _record('timesformer_k600_16x448', 'Kinetics-600', 16, 448, 16, _K600,
-            'TimeSformer_divST_16x16_448_K600.pyth', 'ft1e92g2vhvxecv', 81.8, 95.8,
-            hf_hub_id='facebook/timesformer-hr-finetuned-k600'),
+            'TimeSformer_divST_16x16_448_K600.pyth', 'ft1e92g2vhvxecv', 81.8, 95.8),
     _record('timesformer_k600_96x224', 'Kinetics-600', 96, 224, 4, _K600,
             'TimeSformer_divST_96x4_224_K600.pyth', '857rx6xeclxfhdg', 82.2, 95.6),
     _record('timesformer_ssv2_8x224', 'Something-Something-v2', 8, 224, None, _SSV2,
             'TimeSformer_divST_8_224_SSv2.pyth', 'tybhuml57y24wpm', 59.1, 85.6,
-            channel_order='BGR', hf_hub_id='facebook/timesformer-base-finetuned-ssv2'),
+            channel_order='BGR'),
     _record('timesformer_ssv2_16x448', 'Something-Something-v2', 16, 448, None, _SSV2,
             'TimeSformer_divST_16_448_SSv2.pyth', '9t68uzk8w2fpfnv', 61.8, 86.9,
-            channel_order='BGR', hf_hub_id='facebook/timesformer-hr-finetuned-ssv2'),
+            channel_order='BGR'),
     _record('timesformer_ssv2_64x224', 'Something-Something-v2', 64, 224, None, _SSV2,
             'TimeSformer_divST_64_224_SSv2.pyth', '3f1rm2al8mhprwa', 62.0, 87.5,
             channel_order='BGR'),

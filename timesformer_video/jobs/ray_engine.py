@@ -5,9 +5,9 @@ batch of result rows, the same rows the local engine makes. The driver consumes 
 and writes them through the same `ResultStore`, so resuming, chunking and the output schema do not depend on the
 engine.
 
-Code shipping: the workers get this checkout's operator, decoder and `jobs` code (and nothing else: no videos,
-no virtualenv) as the Ray `working_dir`, so a cluster on other machines needs only the same Python packages
-installed. Video paths must be readable on every node (shared storage) or be URLs; so must `--weights`.
+Code shipping: the workers get the `timesformer_video` package (and nothing else: no videos, no virtualenv) as a
+Ray `py_modules` entry, so a cluster on other machines needs only the same third-party packages installed. Video
+paths must be readable on every node (shared storage) or be URLs; so must `--weights`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from .errors import JobError
-from .operators import ROOT, OperatorSpec
+from .operators import OperatorSpec
 
-_SHIP_SUFFIXES = ('.py', '.json')  # modules, and the label lists the zoo reads
 _QUIET = 'ignore:pkg_resources is deprecated:UserWarning'  # towhee's import, once per replica
 
 
@@ -52,33 +48,13 @@ class _Replica:
         return rows_to_table(rows, self.indexer.dim, moments=self.indexer.moments)
 
 
-def _code_files():
-    """The checkout's top-level modules and data, and every package below it (`video_decode/`, `jobs/`, ...)."""
-    for path in ROOT.iterdir():
-        if path.is_file() and path.suffix in _SHIP_SUFFIXES:
-            yield path
-        elif path.is_dir() and not path.name.startswith('.') and (path / '__init__.py').is_file():
-            yield from (p for p in path.rglob('*') if p.is_file() and p.suffix in _SHIP_SUFFIXES
-                        and '__pycache__' not in p.parts)
-
-
-def _stage_code() -> str:
-    """A temporary copy of only the code workers import; Ray uploads it as the job's `working_dir`."""
-    stage = Path(tempfile.mkdtemp(prefix='timesformer-ray-'))
-    for src in _code_files():
-        dst = stage / src.relative_to(ROOT)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
-    return str(stage)
-
-
 class RayEngine:
     """Starts (or joins, with `address`) a Ray cluster; `run(paths)` yields lists of result rows as they finish.
 
     `workers`: replicas in the actor pool. `cpus_per_worker`: CPU cores reserved per replica (and torch threads
     it uses). `gpus_per_worker`: None means 1 when the cluster has GPUs, else 0. `batch_size`: videos per
     `map_batches` call. When Ray is already initialized (by the caller), it is used as it is: its runtime_env must
-    then make this checkout importable on the workers (`working_dir`), as `__enter__` otherwise does.
+    then make `timesformer_video` importable on the workers (`py_modules`), as `__enter__` otherwise does.
     """
 
     def __init__(self, spec: OperatorSpec, workers: int = 2, address: str | None = None,
@@ -94,14 +70,12 @@ class RayEngine:
         import ray
 
         if not ray.is_initialized():
-            stage = _stage_code()
-            try:
-                # address None: RAY_ADDRESS if set (e.g. under `ray job submit`), else a new local cluster.
-                runtime_env = {'working_dir': stage, 'env_vars': {'PYTHONWARNINGS': _QUIET}}
-                ray.init(address=self.address, runtime_env=runtime_env, include_dashboard=False,
-                         logging_level=logging.WARNING, log_to_driver=True)
-            finally:
-                shutil.rmtree(stage, ignore_errors=True)  # uploaded by init
+            import timesformer_video
+
+            # address None: RAY_ADDRESS if set (e.g. under `ray job submit`), else a new local cluster.
+            runtime_env = {'py_modules': [timesformer_video], 'env_vars': {'PYTHONWARNINGS': _QUIET}}
+            ray.init(address=self.address, runtime_env=runtime_env, include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=True)
             self._started = True
             self._local = self.address is None and not os.environ.get('RAY_ADDRESS')
         context = ray.data.DataContext.get_current()

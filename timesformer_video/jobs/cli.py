@@ -20,6 +20,7 @@ import os
 import sys
 import warnings
 
+from ..errors import CheckpointError, WeightsUnavailableError
 from .errors import JobError, UsageError
 from .operators import DEFAULT_MODEL, OperatorSpec, read_model_cfg
 
@@ -393,12 +394,10 @@ def main(argv=None) -> int:
         print('interrupted: finished videos are saved; run the same command again to resume', file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a job-level failure: one clear message, no traceback
-        checkpoints = sys.modules.get('timesformer_op.checkpoints')  # loaded if the error can come from it
-        weights_errors = (checkpoints.WeightsUnavailableError, checkpoints.CheckpointError) if checkpoints else ()
         # These messages already say what went wrong and what to do; others get their type's name in front.
-        plain = isinstance(e, (JobError, ValueError, *weights_errors))
+        plain = isinstance(e, (JobError, ValueError, WeightsUnavailableError, CheckpointError))
         message = str(e) if plain else f'{type(e).__name__}: {e}'
-        if checkpoints is not None and isinstance(e, checkpoints.WeightsUnavailableError):
+        if isinstance(e, WeightsUnavailableError):
             message += '\nOn the command line: --weights FILE_OR_DIR.'
         print(f'error: {message}', file=sys.stderr)
         return e.exit_code if isinstance(e, JobError) else EXIT_JOB_ERROR

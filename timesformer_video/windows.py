@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .preprocess import fetch_frames, stack_frames
 from .timing import FrameTimes
+from .transform import ClipTransform, fetch_frames, stack_frames
 
 # Clips per forward pass: a ViT-B 8x224 clip needs about 0.2 GB of activations in fp32, and on the CPU a larger
 # batch is no faster per clip; a GPU needs larger batches to be kept busy.
@@ -88,19 +88,19 @@ def plan_windows(times: FrameTimes, window_ms: int, stride_ms: int) -> Iterator[
             return
 
 
-def window_batches(frames, spans: Iterable[Span], sample: Callable[[int], list[int]],
-                   to_views: Callable[[torch.Tensor], torch.Tensor],
+def window_batches(frames, spans: Iterable[Span], transform: ClipTransform, fps: float | None,
                    batch_size: int) -> Iterator[tuple[list[Span], torch.Tensor]]:
     """Yield (spans, views `(B, V, 3, T, S, S)`) for up to `batch_size` windows at a time.
 
-    `sample(n)` picks the clip's frames among a window's `n`. A batch's frames are fetched in one call, so a lazy
+    `transform` picks each clip's frames among a window's (`transform.indices`, `fps` the frames' rate) and makes
+    the clip's views (`transform.views`). A batch's frames are fetched in one call, so a lazy
     decoder decodes them in one forward pass and only the GOPs they fall in; the next batch is decoded on a worker
     thread while the caller runs the model on this one. At most two batches of frames are alive, whatever the length.
     """
     def load(batch: list[Span]) -> tuple[list[Span], torch.Tensor]:
-        picks = [[span.first + i for i in sample(span.stop - span.first)] for span in batch]
+        picks = [[span.first + i for i in transform.indices(span.stop - span.first, fps)] for span in batch]
         by_index = fetch_frames(frames, [i for pick in picks for i in pick])
-        return batch, torch.stack([to_views(stack_frames(by_index, pick)) for pick in picks])
+        return batch, torch.stack([transform.views(stack_frames(by_index, pick)) for pick in picks])
 
     spans = iter(spans)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix='timesformer-windows') as pool:

@@ -1,20 +1,36 @@
-"""Frames to a model clip: uniform temporal subsample, /255, short-side resize, centre crop, normalize.
+"""Frames to the model's input, for one model record: sample -> fetch -> stack -> crops -> normalise.
 
-This reproduces the Towhee TimeSformer operator's pytorchvideo transform (UniformTemporalSubsample, Normalize,
-ShortSideScale bilinear without antialias, CenterCropVideo). Frames are subsampled and validated while still
-uint8, and only the kept frames become float: a long video never turns into one huge float array.
+`ClipTransform(cfg, num_crops, sampling)` is the whole path; the operator and the sliding windows both use it.
+
+Single crop (the seed's): this reproduces the Towhee TimeSformer operator's pytorchvideo transform
+(UniformTemporalSubsample, Normalize, ShortSideScale bilinear without antialias, CenterCropVideo). Frames are
+subsampled and validated while still uint8, and only the kept frames become float: a long video never turns into
+one huge float array.
 Normalizing after the resize instead of before is exact up to float rounding (both are linear per channel).
 `clip_indices` is the paper's alternative to the uniform subsample: a fixed-rate clip from the middle of the video.
+
+Three crops (the paper's test views): the published TimeSformer accuracy is 1 clip x 3 crops (PySlowFast's test
+protocol): the short side is scaled to the crop size and `uniform_crop` takes the left, centre and right squares
+(top, centre, bottom when the frame is taller than wide). How the views' outputs combine is the classifier's
+(`classifier.merge_views`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .errors import TruncatedVideoWarning
+from .timing import frame_rate
+from .zoo import ModelCfg
+
+NUM_CROPS = (1, 3)
+SAMPLINGS = ('uniform', 'clip')
 
 
 def uniform_indices(num_available: int, num_samples: int) -> list[int]:
@@ -42,20 +58,18 @@ def _frame_array(frame, index: int) -> np.ndarray:
     return np.asarray(frame)
 
 
-def select_frames(frames, num_frames: int | None) -> torch.Tensor:
-    """Pick `num_frames` uniformly (all when None) and stack them as uint8 RGB `(T, H, W, 3)`."""
+def _count(frames) -> int:
+    """How many frames `frames` holds; TypeError / ValueError when it is not a non-empty video."""
     if isinstance(frames, np.ndarray) and frames.ndim == 4:
         count = frames.shape[0]
         if count == 0:
             raise ValueError('no frames: the video clip is empty')
-    else:
-        if not isinstance(frames, Sequence):
-            raise TypeError(f'frames is a {type(frames).__name__}; expected a list of frames or a (T, H, W, 3) array')
-        count = len(frames)
-        if count == 0:
-            raise ValueError('no frames: the video is empty or the decoder returned nothing')
-    indices = uniform_indices(count, num_frames) if num_frames else list(range(count))
-    return stack_frames(fetch_frames(frames, indices), indices)
+        return count
+    if not isinstance(frames, Sequence):
+        raise TypeError(f'frames is a {type(frames).__name__}; expected a list of frames or a (T, H, W, 3) array')
+    if len(frames) == 0:
+        raise ValueError('no frames: the video is empty or the decoder returned nothing')
+    return len(frames)
 
 
 def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -140,3 +154,83 @@ def stack_frames(by_index: dict[int, np.ndarray], indices) -> torch.Tensor:
     if len(shapes) > 1:
         raise ValueError(f'frames have different sizes {sorted(shapes)}; all frames of a clip must be one size')
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
+
+
+def three_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:
+    """(top, left) of PySlowFast's `uniform_crop` views 0, 1, 2 in a short-side-scaled `height x width` frame.
+
+    Its centre offset rounds up (`ceil`), where the seed's single centre crop rounds half to even: the two centres
+    can differ by 1 px. A square frame takes the landscape branch, so its three views are the same.
+    """
+    top, left = math.ceil((height - size) / 2), math.ceil((width - size) / 2)
+    if height > width:
+        return [(0, left), (top, left), (height - size, left)]
+    return [(top, 0), (top, left), (top, width - size)]
+
+
+def clip_to_views(clip: torch.Tensor, size: int, mean, std, channel_order: str = 'RGB',
+                  num_crops: int = 1) -> torch.Tensor:
+    """uint8 `(T, H, W, 3)` RGB -> normalized float views `(num_crops, 3, T, size, size)`."""
+    if num_crops == 1:
+        return clip_to_tensor(clip, size, mean, std, channel_order).unsqueeze(0)
+    if num_crops != 3:
+        raise ValueError(f'num_crops must be one of {NUM_CROPS}, got {num_crops!r}')
+    x = scale_short_side(clip, size, channel_order)
+    offsets = three_crop_offsets(x.shape[2], x.shape[3], size)
+    return torch.stack([crop_normalize(x, top, left, size, mean, std) for top, left in offsets])
+
+
+class ClipTransform:
+    """A model record's transform: which frames make the clip, and the clip as the model's normalised views.
+
+    Args:
+        cfg: the record: `num_frames`, `image_size`, `mean`, `std`, `channel_order`, `sampling_rate`.
+        num_crops: 1 (the seed's centre crop) or 3 (the paper's three crops).
+        sampling: 'uniform' (`num_frames` spread over all frames) or 'clip' (the paper's fixed-rate clip from the
+            middle; needs the frame rate).
+        skip_preprocess: every frame goes to the model (no temporal subsample); frames are still resized, cropped
+            and normalised.
+
+    Raises ValueError for an argument out of its range.
+    """
+
+    def __init__(self, cfg: ModelCfg, num_crops: int = 1, sampling: str = 'uniform', skip_preprocess: bool = False):
+        if isinstance(num_crops, bool) or num_crops not in NUM_CROPS:
+            raise ValueError(f'num_crops must be 1 (centre crop) or 3 (the paper\'s 3 crops), got {num_crops!r}')
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be 'uniform' or 'clip', got {sampling!r}")
+        if sampling == 'clip' and cfg.sampling_rate is None:
+            raise ValueError(f"{cfg.name} has no clip sampling rate: {cfg.dataset} checkpoints were trained on "
+                             f"frames spread over the whole video; use sampling='uniform'")
+        if skip_preprocess and sampling == 'clip':
+            raise ValueError("skip_preprocess=True gives the model the frames as they are, so it cannot be combined "
+                             "with sampling='clip' or window=, which choose frames")
+        self.cfg, self.num_crops, self.sampling, self.skip_preprocess = cfg, num_crops, sampling, skip_preprocess
+
+    def indices(self, count: int, fps: float | None = None) -> list[int]:
+        """Which of `count` frames make the clip (`fps`: the frames' rate, needed by sampling='clip')."""
+        if self.skip_preprocess:
+            return list(range(count))
+        if self.sampling == 'clip':
+            return clip_indices(count, self.cfg.num_frames, self.cfg.sampling_rate, fps)
+        return uniform_indices(count, self.cfg.num_frames)
+
+    def views(self, clip: torch.Tensor) -> torch.Tensor:
+        """uint8 `(T, H, W, 3)` RGB clip -> normalised float views `(num_crops, 3, T, S, S)`, S the crop size."""
+        cfg = self.cfg
+        return clip_to_views(clip, cfg.image_size, cfg.mean, cfg.std, cfg.channel_order, self.num_crops)
+
+    def __call__(self, frames) -> torch.Tensor:
+        """Frames (a list of RGB `VideoFrame`s / `(H, W, 3)` uint8 arrays, a `(T, H, W, 3)` array, or lazy frames)
+        -> views `(num_crops, 3, T, S, S)` float32 on the CPU.
+
+        Lazy frames whose `error` says the video stops early are used as they are, with a `TruncatedVideoWarning`.
+        Raises TypeError / ValueError for frames that are not a video (empty, wrong shape, dtype or mode).
+        """
+        stopped = getattr(frames, 'error', None)
+        if isinstance(stopped, Exception):
+            warnings.warn(TruncatedVideoWarning(f'{stopped}; classifying those {len(frames)} frames'), stacklevel=3)
+        count = _count(frames)
+        fps = frame_rate(frames, "sampling='clip'") if self.sampling == 'clip' else None
+        indices = self.indices(count, fps)
+        return self.views(stack_frames(fetch_frames(frames, indices), indices))

@@ -1,8 +1,7 @@
-"""The TimeSformer operator and the video decoder, loaded from this checkout without Towhee's hub.
+"""How the batch job builds its classifier and decoder: a picklable recipe (`OperatorSpec`) and the builders.
 
-The repository root is itself the hub operator (a package with relative imports), so it is loaded with importlib
-under the name `timesformer_op`, as tests/conftest.py does; `video_decode/` likewise under `video_decode`. An
-`OperatorSpec` is the picklable recipe a Ray worker on another machine rebuilds the same operator from.
+An `OperatorSpec` is what a Ray worker on another machine rebuilds the same classifier from; `signature()` is what
+a resumed run must match.
 """
 
 from __future__ import annotations
@@ -10,46 +9,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib.util
 import inspect
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = 'timesformer_k400_8x224'
-
-
-def load_package(name: str, directory: Path):
-    """Import `directory` as package `name` (once per process; a module of that name from elsewhere is an error)."""
-    directory = Path(directory).resolve()
-    module = sys.modules.get(name)
-    if module is not None:
-        if Path(module.__file__).resolve().parent != directory:
-            raise ImportError(f'a different module named {name!r} is already imported ({module.__file__}); '
-                              f'expected the one in {directory}')
-        return module
-    spec = importlib.util.spec_from_file_location(name, directory / '__init__.py',
-                                                  submodule_search_locations=[str(directory)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-def operator_package():
-    """The operator package (`timesformer_op`): `timesformer(...)`, `.zoo`, `.checkpoints`."""
-    return load_package('timesformer_op', ROOT)
-
-
-def decoder_package():
-    return load_package('video_decode', ROOT / 'video_decode')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +60,10 @@ class OperatorSpec:
         if weights is None:
             if self.model_cfg is not None:
                 register_model_cfg(self.model_cfg)
-            package = operator_package()
-            released = package.checkpoints.cache_path(package.zoo.get_cfg(self.model_name))
+            from ..checkpoints import cache_path
+            from ..zoo import get_cfg
+
+            released = cache_path(get_cfg(self.model_name))
             weights = released if released.is_file() else None
         return {'model_name': self.model_name, 'weights_sha256': weights_sha256(weights), 'topk': self.topk,
                 'model_cfg': self.model_cfg, 'options': {**operator_defaults(), **self.options}}
@@ -105,8 +73,10 @@ RESULT_OPTIONS = ('num_crops', 'sampling', 'precision')  # operator arguments th
 
 
 def operator_defaults() -> dict[str, Any]:
-    """The operator's default value of each of RESULT_OPTIONS, read from its signature."""
-    parameters = inspect.signature(operator_package().Timesformer.__init__).parameters
+    """The classifier's default value of each of RESULT_OPTIONS, read from its signature."""
+    from ..classifier import ActionClassifier
+
+    parameters = inspect.signature(ActionClassifier.__init__).parameters
     return {name: parameters[name].default for name in RESULT_OPTIONS}
 
 
@@ -152,7 +122,8 @@ def read_model_cfg(path: str | Path) -> dict[str, Any]:
 
 def register_model_cfg(record: dict[str, Any]):
     """Add `record` to the zoo: the `base` record with the given fields replaced."""
-    zoo = operator_package().zoo
+    from .. import zoo
+
     fields = {f.name for f in dataclasses.fields(zoo.ModelCfg)}
     overrides = {k: v for k, v in record.items() if k != 'base'}
     unknown = sorted(set(overrides) - fields)
@@ -166,18 +137,21 @@ def register_model_cfg(record: dict[str, Any]):
 
 
 def build_operator(spec: OperatorSpec):
-    """The operator for `spec`; raises the operator's own errors (e.g. `WeightsUnavailableError`) unchanged."""
-    package = operator_package()
+    """The classifier for `spec`; raises its own errors (e.g. `WeightsUnavailableError`) unchanged."""
+    from ..classifier import ActionClassifier
+
     if spec.model_cfg is not None:
         register_model_cfg(spec.model_cfg)
-    return package.timesformer(model_name=spec.model_name, topk=spec.topk, weights=spec.weights,
+    return ActionClassifier(model_name=spec.model_name, topk=spec.topk, weights=spec.weights,
                                device=spec.device, trust_checkpoint=spec.trust_checkpoint, **spec.options)
 
 
 def build_decoder(start: float | None = None, end: float | None = None):
     """Lazy decoding (no sampling): the operator picks its frames with `take`, so only those are decoded.
     `start`/`end` (seconds): only the frames shown in `[start, end)`."""
-    return decoder_package().VideoDecoder(start_time=start, end_time=end)
+    from ..decode import VideoDecoder
+
+    return VideoDecoder(start_time=start, end_time=end)
 
 
 def save_random_weights(path: str | Path, model_name: str = DEFAULT_MODEL, model_cfg: dict[str, Any] | None = None,
@@ -186,14 +160,12 @@ def save_random_weights(path: str | Path, model_name: str = DEFAULT_MODEL, model
     and measuring speed where the released weights cannot be downloaded. Its predictions mean nothing."""
     import torch
 
-    package = operator_package()
+    from ..build import create_model
+
     if model_cfg is not None:
         register_model_cfg(model_cfg)
-    cfg = package.zoo.get_cfg(model_name)
     torch.manual_seed(seed)
-    model = package.model.TimeSformer(num_classes=cfg.num_classes, num_frames=cfg.num_frames,
-                                      img_size=cfg.image_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
-                                      depth=cfg.depth, num_heads=cfg.num_heads)
+    model = create_model(model_name)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.partial')

@@ -268,8 +268,8 @@ def embed(video: str, spec: OperatorSpec | None = None, start: float | None = No
     Embedded as one clip (the operator's options without `window`), the way each window of a moments index is.
     Raises `QueryRangeError` when that part holds no frame, `RuntimeError` when the video cannot be processed.
     """
+    from ..errors import TimeRangeError
     from .errors import QueryRangeError
-    from .operators import decoder_package
 
     spec = spec or OperatorSpec()
     if spec.moments:
@@ -283,7 +283,7 @@ def embed(video: str, spec: OperatorSpec | None = None, start: float | None = No
         indexer.decoder = build_decoder(start, end)
         try:
             indexer.decoder(paths[0])  # reads the index only; the frames are decoded by the indexer
-        except decoder_package().video_decoder.TimeRangeError as e:
+        except TimeRangeError as e:
             raise QueryRangeError(f'the query has no frames in the range asked for: {e}. Choose --start/--end '
                                   f'inside the video.') from None
         except Exception:  # noqa: BLE001 - any other failure is reported by the indexer's row below

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import CheckpointError, DownloadHashError, DownloadStalledError, WeightsUnavailableError
 from .zoo import ModelCfg
 
 # Serve checkpoints from a mirror (or a loopback server in tests): `<base>/<release file name>`.
@@ -27,22 +28,6 @@ ENV_BASE_URL = 'TIMESFORMER_WEIGHTS_BASE_URL'
 # Seconds a download may wait for the server (to connect, or for the next bytes) before it is given up.
 ENV_READ_TIMEOUT = 'TIMESFORMER_DOWNLOAD_TIMEOUT'
 READ_TIMEOUT_S = 60.0
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model."""
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights are not cached and could not be downloaded."""
-
-
-class DownloadStalledError(TimeoutError):
-    """The server sent nothing for the read timeout (a stalled connection or a server that never answers)."""
-
-
-class DownloadHashError(ValueError):
-    """A downloaded file whose SHA-256 does not start with the recorded hash."""
 
 
 # HF transformers names -> original names; the order matters only in that each rule is tried in turn.

@@ -1,0 +1,225 @@
+"""Action classification and video embedding with TimeSformer: frames in, (labels, scores, feature) out. No Towhee.
+
+The data path is one straight line: frames -> `ClipTransform` (sample, fetch, stack, crop, normalise) -> the model
+from `build_model` (logits and the CLS feature) -> views merged in logit space -> softmax once -> top-k. The Towhee
+operator `action-classification/timesformer` (`timesformer.py` at the repository root) is this class with Towhee's
+base class and node device added; the batch job uses this class directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .build import autocast, build_model, check_precision, resolve_device
+from .export import SUPPORTED_FORMATS, export_model
+from .timeline import Timeline
+from .timing import frame_times
+from .transform import ClipTransform
+from .windows import WindowRow, check_window, plan_windows, summarize, window_batches, windows_per_batch
+from .zoo import ModelCfg, get_cfg
+from .zoo import supported_model_names as _zoo_names
+
+
+def _labels(cfg: ModelCfg, classmap) -> list[str]:
+    if classmap is None:
+        return cfg.labels
+    n = cfg.num_classes
+    if isinstance(classmap, Mapping):
+        if sorted(classmap) != list(range(n)):
+            raise ValueError(f'classmap must map every class index 0..{n - 1} of {cfg.name} to a name; '
+                             f'got {len(classmap)} entries')
+        return [str(classmap[i]) for i in range(n)]
+    if isinstance(classmap, Sequence) and not isinstance(classmap, str):
+        if len(classmap) != n:
+            raise ValueError(f'classmap has {len(classmap)} names but {cfg.name} has {n} classes')
+        return [str(name) for name in classmap]
+    raise ValueError(f'classmap must be a list of {n} names or a dict index -> name, not {type(classmap).__name__}')
+
+
+def merge_views(logits: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-view `logits (B, V, C)` and `features (B, V, D)` -> per-clip probabilities `(B, C)` and features `(B, D)`.
+
+    The views' logits are summed before one softmax (PySlowFast's multi-view test: `ensemble_method='sum'`); the
+    clip's feature is the mean of its views'. One view passes through as its own softmax and feature.
+    """
+    return logits.sum(dim=1).softmax(dim=-1), features.mean(dim=1)
+
+
+class ActionClassifier:
+    """TimeSformer action classification and video embedding (divided space-time attention, ViT-B/16).
+
+    Thread-safe: one instance may be called from several threads at once (Towhee shares one operator).
+
+    Args:
+        model_name: a name from `supported_model_names()`; sets frames, crop size, labels and the checkpoint.
+        skip_preprocess: pass every given frame to the model instead of subsampling `num_frames` uniformly (the
+            frames are still resized, cropped and normalized).
+        classmap: class names replacing the model's labels: a list of `num_classes` names or a dict index -> name.
+        topk: how many labels and scores to return, 1..num_classes.
+        weights: a checkpoint file (original `.pyth`, plain/timm or towhee-models state dict, `.safetensors`/`.bin`)
+            or an HF transformers `save_pretrained` directory. None: the released file from torch's hub cache
+            (`torch.hub.get_dir()/checkpoints/`), downloaded there if missing.
+        device: 'cpu', 'cuda', 'cuda:1' or a CUDA index (-1: the CPU). None: CUDA when present (the Towhee
+            operator: the node's device, `.map(..., config={'device': 0})`, when set). Weights load straight onto it.
+        trust_checkpoint: allow `torch.load(weights_only=False)` for checkpoints holding Python objects besides
+            tensors. Unpickling runs code from the file: only for files you trust.
+        num_crops: 1, the seed's centre crop, or 3, the paper's test views (left/centre/right, top/centre/bottom for
+            portrait video): one batch through the model, logits summed before the softmax, features averaged.
+        sampling: 'uniform' (the seed's: `num_frames` spread over all given frames) or 'clip' (the paper's:
+            `num_frames` over `num_frames * sampling_rate` frames at 30 fps, from the middle; needs frame timestamps
+            or an `fps` attribute). Details in docs/long_videos.md.
+        window: seconds. When set, a call returns a list of `(start_ms, end_ms, labels, scores, features)` rows, one
+            per window, for Towhee's `flat_map`; each window's frames are sampled as `sampling` says.
+        stride: seconds from one window's start to the next's; defaults to `window` (windows side by side).
+        precision: 'fp32' (default: equal to HF transformers within 1e-4); 'bf16' or 'fp16' on CUDA (autocast:
+            half-precision matmuls and flash/memory-efficient attention, LayerNorm and softmax in float32); 'bf16'
+            on a CPU with AVX512-BF16/AMX; 'int8' on the CPU (dynamic quantization of the Linear layers). Other
+            combinations raise ValueError. Speed and error of each: benchmarks/README.md.
+    """
+
+    def __init__(self, model_name: str = 'timesformer_k400_8x224', skip_preprocess: bool = False, classmap=None,
+                 topk: int = 5, weights: str | os.PathLike | None = None, device=None,
+                 trust_checkpoint: bool = False,
+                 num_crops: int = 1, sampling: str = 'uniform', window: float | None = None,
+                 stride: float | None = None,
+                 precision: str = 'fp32', *, node_device: int = -1):
+        self.cfg = get_cfg(model_name)
+        for name, flag in (('skip_preprocess', skip_preprocess), ('trust_checkpoint', trust_checkpoint)):
+            if not isinstance(flag, bool):  # a truthy string ('false') must not skip steps or allow unpickling
+                raise ValueError(f'{name} must be True or False, got {flag!r}')
+        self.transform = ClipTransform(self.cfg, num_crops, sampling, skip_preprocess)
+        self.window_ms, self.stride_ms = check_window(window, stride)
+        if skip_preprocess and window is not None:
+            raise ValueError("skip_preprocess=True gives the model the frames as they are, so it cannot be combined "
+                             "with sampling='clip' or window=, which choose frames")
+        self.num_crops, self.sampling, self.window, self.stride = num_crops, sampling, window, stride
+        self.labels = _labels(self.cfg, classmap)
+        if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or not 1 <= topk <= self.cfg.num_classes:
+            raise ValueError(f'topk must be an integer in 1..{self.cfg.num_classes}, got {topk!r}')
+        self.model_name = model_name
+        self.skip_preprocess = skip_preprocess
+        self.topk = int(topk)
+        self.device = resolve_device(device, node_device)
+        self.precision = check_precision(precision, self.device)
+        self.model = build_model(self.cfg, weights, device=self.device, precision=precision,
+                                 trust_checkpoint=trust_checkpoint)
+
+    def preprocess(self, frames) -> torch.Tensor:
+        """Frames -> normalized float clip `(3, T, S, S)` on the CPU; `(3 views, 3, T, S, S)` with num_crops=3.
+
+        Lazy frames whose `error` says the video stops early are used as they are, with a `TruncatedVideoWarning`.
+        """
+        views = self.transform(frames)
+        return views[0] if self.num_crops == 1 else views
+
+    def __call__(self, frames) -> tuple[list[str], list[float], np.ndarray] | list[WindowRow]:
+        if self.window_ms is not None:
+            return list(self.iter_windows(frames))
+        views = self.preprocess(frames)
+        probs, features = self.classify(views.reshape(1, -1, *views.shape[-4:]))
+        return self.postprocess(probs[0], features[0])
+
+    def classify(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips' views `(B, V, 3, T, S, S)` -> one forward over all B*V views, merged per clip (logits summed,
+        features averaged): (probabilities `(B, classes)`, features `(B, D)`)."""
+        b, v = views.shape[:2]
+        logits, features = self.forward(views.flatten(0, 1))
+        return merge_views(logits.unflatten(0, (b, v)), features.unflatten(0, (b, v)))
+
+    def iter_windows(self, frames) -> Iterator[WindowRow]:
+        """One `WindowRow` per window, yielded as soon as its batch has run (a call collects them into a list)."""
+        if self.window_ms is None:
+            raise ValueError('iter_windows needs the operator made with window= (seconds)')
+        times = frame_times(frames, 'window=')
+        spans = plan_windows(times, self.window_ms, self.stride_ms)
+        batch_size = windows_per_batch(self.num_crops, self.device.type)
+        for batch, views in window_batches(frames, spans, self.transform, times.fps, batch_size):
+            probs, features = self.classify(views)
+            for span, p, f in zip(batch, probs, features):
+                yield WindowRow(span.start_ms, span.end_ms, *self.postprocess(p, f))
+
+    # Here so that Towhee users, who hold the operator but cannot import its modules, reach them too.
+    summarize = staticmethod(summarize)
+    timeline = staticmethod(Timeline)
+
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips `(B, 3, T, S, S)` -> (logits `(B, classes)`, features `(B, D)`), float32 on the CPU.
+
+        One pass over the whole batch at the classifier's `precision` (`build.autocast`).
+        """
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            features = self.model.forward_features(clips.to(self.device, non_blocking=True))
+            logits = self.model.forward_head(features)
+        return logits.float().cpu(), features.float().cpu()
+
+    def postprocess(self, probs: torch.Tensor, feature: torch.Tensor) -> tuple[list[str], list[float], np.ndarray]:
+        """One clip's probabilities and feature -> (top-k labels, their scores high to low, feature array)."""
+        scores, indices = probs.topk(self.topk)
+        return [self.labels[i] for i in indices.tolist()], scores.tolist(), feature.numpy()
+
+    def batch(self, videos) -> list[tuple[list[str], list[float], np.ndarray]]:
+        """Several videos -> one `(labels, scores, features)` per video, from one forward pass over all their clips.
+
+        Each video is what `__call__` takes and is preprocessed and validated the same way, so videos of different
+        sizes and lengths batch together; results equal per-video calls within float rounding. Activation memory
+        grows with the batch: pass as many videos as fit, and split longer lists.
+        """
+        if self.window_ms is not None:
+            raise ValueError('batch() returns one result per video; with window= call the operator per video '
+                             '(each call already runs its windows in batches)')
+        if isinstance(videos, np.ndarray) and videos.ndim == 5:
+            videos = list(videos)
+        if isinstance(videos, (str, bytes, np.ndarray)) or not isinstance(videos, Sequence):
+            raise TypeError(f'videos must be a list of videos, each what op(frames) takes (a list of frames or a '
+                            f'(T, H, W, 3) array); got {type(videos).__name__}'
+                            + (f' of shape {videos.shape}: for one video call op(frames)'
+                               if isinstance(videos, np.ndarray) else ''))
+        if len(videos) == 0:
+            return []
+        views = []
+        for i, video in enumerate(videos):
+            try:
+                v = self.preprocess(video)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f'video {i}: {e}') from e
+            views.append(v.reshape(-1, *v.shape[-4:]))  # (views, 3, T, S, S)
+        shapes = sorted({tuple(v.shape) for v in views})
+        if len(shapes) > 1:
+            raise ValueError(f'videos give clips of different shapes {shapes}; with skip_preprocess=True every video '
+                             f'needs the same number of frames')
+        probs, features = self.classify(torch.stack(views))
+        return [self.postprocess(p, f) for p, f in zip(probs, features)]
+
+    @property
+    def supported_formats(self) -> list[str]:
+        """Formats `save_model` writes; Towhee's Triton builder reads this."""
+        return list(SUPPORTED_FORMATS)
+
+    def save_model(self, format: str = 'onnx', path: str | os.PathLike | None = None) -> Path:  # noqa: A002
+        """Export the float32 model for serving (Triton's onnxruntime or pytorch backend); returns the path.
+
+        Input `clips (batch, 3, T, S, S)`, normalized as `preprocess` makes them, batch axis dynamic; outputs
+        `logits (batch, classes)` and `features (batch, D)` (see export.py). `path` defaults to
+        `saved/<format>/<model_name>.onnx` (`.pt` for torchscript) under the current directory.
+        """
+        if format not in SUPPORTED_FORMATS:
+            raise ValueError(f'format must be one of {", ".join(SUPPORTED_FORMATS)}, got {format!r}')
+        if self.precision == 'int8':
+            raise ValueError("save_model exports the float32 model, and precision='int8' quantized it in place; make "
+                             "the operator with precision='fp32' (the default) to export it")
+        if path is None:
+            path = Path('saved') / format / f'{self.model_name}{".onnx" if format == "onnx" else ".pt"}'
+        return export_model(self.model, format, path)
+
+    @staticmethod
+    def supported_model_names(format: str | None = None) -> list[str]:  # noqa: A002 - Towhee's signature
+        """The zoo's model names; every one exports to each of `supported_formats`, so `format` narrows nothing
+        (Towhee's convention passes it)."""
+        if format is not None and format not in SUPPORTED_FORMATS:
+            raise ValueError(f'format must be one of {", ".join(SUPPORTED_FORMATS)} or None, got {format!r}')
+        return _zoo_names()

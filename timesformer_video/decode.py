@@ -1,0 +1,711 @@
+"""Video decoding: the frames a sequential decode gives, decoded lazily with checked seeks.
+
+One pass indexes the video: from packets, without decoding, where packets are known to map one to one onto frames
+(MP4/MOV/MKV/WebM with H.264/HEVC/VP8/VP9/AV1/MPEG-4, confirmed on the first frames), else by decoding once and
+counting the frames the decoder really produces. Frames are then decoded on demand: `take` seeks to the keyframe
+before the first wanted frame and decodes forward, checking each frame's pts against the index, seeking again only
+when the next wanted frame lies beyond another keyframe, and decoding from the start when a seek does not line up. A
+clip of 8 frames from a long MP4 therefore costs a few GOPs of decoding and 8 RGB frames of memory, not the video.
+"""
+
+import bisect
+import collections.abc
+import dataclasses
+import errno
+import fractions
+import math
+import os
+import statistics
+import struct
+import time
+import urllib.request
+
+import av
+import numpy as np
+from towhee.types import VideoFrame
+
+from .errors import (
+    CorruptVideoError,
+    EmptyVideoError,
+    NotAVideoError,
+    NotSeekableError,
+    NoVideoStreamError,
+    TimeRangeError,
+    TruncatedVideoError,
+)
+
+SAMPLE_ARGS = {'uniform_temporal_subsample': 'num_samples', 'time_step_sample': 'time_step'}
+TIMEOUT_S = 30.0  # seconds without data before an open or read gives up (mostly for URLs)
+_CHUNK = 32  # frames decoded per pass when iterating a view that is not in increasing order
+
+
+class VideoDecoder:
+    """Decode a video file or http(s) URL into RGB `VideoFrame`s (timestamps in ms).
+
+    The Towhee operator `video-decode/ffmpeg` (`video_decode/` at the repository root) is this class.
+
+    `sample_type=None` returns a lazy `LazyFrames` sequence of every frame in [start_time, end_time);
+    'uniform_temporal_subsample' (`args={'num_samples': n}`) and 'time_step_sample' (`args={'time_step': s}`)
+    return a list. Argument errors raise `ValueError` here, not at the first call.
+    """
+
+    def __init__(self, start_time=None, end_time=None, sample_type=None, args=None, timeout=TIMEOUT_S):
+        self._start = _seconds('start_time', start_time, default=0)
+        self._end = _seconds('end_time', end_time, default=None)
+        if self._end is not None and self._start >= self._end:
+            raise ValueError(f'start_time ({start_time}) must be less than end_time ({end_time})')
+        self._sample_type, self._sample_arg = _check_sampling(sample_type, args)
+        if not _is_number(timeout) or timeout <= 0:
+            raise ValueError(f'timeout must be a positive, finite number of seconds, got {timeout!r}')
+        self._timeout = timeout
+
+    def __call__(self, path):
+        frames = self.frames(path)
+        if self._sample_type is None:
+            return frames
+        if frames.error is not None:
+            raise _fresh(frames.error)  # sampling needs the whole window; lazy views can still read the valid part
+        if self._sample_type == 'uniform_temporal_subsample':
+            return frames.take(uniform_indices(len(frames), self._sample_arg))
+        return frames.take(time_step_indices(frames.times, self._sample_arg, self._start))
+
+    def frames(self, path):
+        """All frames of the window as a `LazyFrames` (one index pass; frames are decoded when read)."""
+        index = VideoIndex.read(path, self._timeout)
+        ticks = index.ticks
+        first = bisect.bisect_left(ticks, math.ceil(ticks[0] + self._start / index.time_base))
+        stop = len(ticks) if self._end is None else bisect.bisect_left(
+            ticks, math.ceil(ticks[0] + self._end / index.time_base))
+        if first >= stop:
+            raise TimeRangeError(
+                f'{path}: no frames in [{float(self._start)}, {_fmt_end(self._end)}) s; the video has '
+                f'{len(ticks)} frames spanning {index.duration:.3f} s')
+        reaches_end = index.error is not None and stop == len(ticks)
+        return LazyFrames(index, range(first, stop), index.error if reaches_end else None)
+
+
+class LazyFrames(collections.abc.Sequence):
+    """Read-only sequence of RGB `VideoFrame`s decoded on access.
+
+    Thread-safe: every access opens its own container, so views can be read from several threads at once.
+    `error` is set when the window runs into the unreadable tail of a truncated video: `len` counts only the
+    readable frames, and indexing past them raises it (a `TruncatedVideoError`, also an `IndexError`).
+    """
+
+    def __init__(self, index, positions, error=None):
+        self._index, self._positions, self.error = index, positions, error
+
+    def __len__(self):
+        return len(self._positions)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            positions = self._positions[item]
+            keeps_tail = item.step in (None, 1) and (item.stop is None or item.stop >= len(self))
+            return LazyFrames(self._index, positions, self.error if keeps_tail else None)
+        return self.take([item])[0]
+
+    def __iter__(self):
+        """Stream frames one by one; memory stays bounded by the decoder, not the video length."""
+        if self._positions.step > 0:
+            for _, frame in _decode(self._index, self._positions):
+                yield frame
+        else:
+            for start in range(0, len(self), _CHUNK):
+                yield from self.take(range(start, min(start + _CHUNK, len(self))))
+        if self.error is not None:
+            raise _fresh(self.error)
+
+    def __repr__(self):
+        return (f'LazyFrames({self._index.source!r}, {len(self)} frames, fps={self.fps:.3f}, '
+                f'duration={self.duration:.3f} s)')
+
+    def take(self, indices):
+        """Decode several frames in one forward pass (seeking only across keyframes); caller's order kept."""
+        positions = [self._position(i) for i in indices]
+        decoded = dict(_decode(self._index, sorted(set(positions))))
+        return [decoded[p] for p in positions]
+
+    @property
+    def times(self):
+        """Exact presentation times (`fractions.Fraction` seconds) of the frames."""
+        return [self._index.time(p) for p in self._positions]
+
+    @property
+    def timestamps(self):
+        """Presentation times in ms, as the frames' `timestamp` will carry them."""
+        return [self._index.ms(p) for p in self._positions]
+
+    @property
+    def fps(self):
+        return self._index.fps
+
+    @property
+    def duration(self):
+        """Seconds from the first frame's start to the last frame's end."""
+        if not self._positions:
+            return 0.0
+        first, last = sorted((self._positions[0], self._positions[-1]))
+        return float(self._index.time(last) + self._index.frame_duration(last) - self._index.time(first))
+
+    def _position(self, i):
+        try:
+            return self._positions[i]
+        except IndexError:
+            if self.error is not None and i >= len(self):
+                raise TruncatedVideoError(f'frame {i} requested, but only {len(self)} are readable: {self.error}',
+                                          self.error.frame_index, self.error.time) from None
+            raise IndexError(f'frame index {i} out of range for {len(self)} frames') from None
+        except TypeError:
+            raise TypeError(f'frame indices must be integers, not {type(i).__name__}') from None
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoIndex:
+    """Every frame a sequential decode of the video stream produces, in presentation order, and where to seek.
+
+    Built one of two ways (`method`):
+    - 'packets': one demux pass, no decoding, for the inputs where packets and frames are known to correspond one to
+      one (MP4/MOV/MKV/WebM holding H.264/HEVC/VP8/VP9/AV1/MPEG-4 with a timestamp on every packet, no edit-list
+      discards, a keyframe first), confirmed by decoding the first frames;
+    - 'decoded': one sequential decode pass (no RGB conversion) for everything else: edit lists, streams that start
+      mid-GOP, missing or out-of-order timestamps, AVI, MPEG-TS/PS, DV, palettized video. The decoder is the truth.
+
+    `pts` holds the decoder's own pts per frame (None where it gives none) and is what a seek is checked against;
+    `ticks` are the frames' times in `time_base` units, increasing (see `_ticks`; the same tuple as `pts` when the
+    pts increase); `keyframes` are the positions a seek may start from (empty: every read decodes forward from the
+    start of the file).
+    """
+
+    source: str
+    stream_index: int
+    pts: tuple
+    ticks: tuple
+    keyframes: tuple
+    time_base: fractions.Fraction
+    end_tick: int  # tick just after the last frame
+    fps: float
+    timeout: float
+    method: str
+    orientation: tuple = (False, 0)  # (mirror, counter-clockwise quarter turns) from the display matrix
+    seek_lead: int = 0  # how far before a keyframe's pts to seek (ticks): demuxers that seek by dts land late
+    error: CorruptVideoError = None  # set when reading stopped early (truncated / corrupt input)
+
+    @classmethod
+    def read(cls, source, timeout=TIMEOUT_S):
+        """Index `source` (path or URL): a demux pass, or a decode pass where packets cannot stand for frames.
+
+        Raises the errors listed in video_decode/README.md; `NotSeekableError` when an http(s) server without byte
+        ranges serves a file that cannot be read front to back.
+        """
+        source = os.fspath(source)
+        try:
+            index = cls._read(source, timeout)
+        except (NotAVideoError, EmptyVideoError) as e:
+            if source.startswith(('http://', 'https://')) and _needs_seeking_but_cannot(source, timeout):
+                raise NotSeekableError(
+                    f'{source}: the server does not answer byte-range requests, so the file can only be read front '
+                    'to back, and this one cannot be read that way (an MP4/MOV whose index, the moov atom, is at '
+                    'the end); download it first, serve it from a server that supports Range requests, or remux it '
+                    'with the index first: ffmpeg -i IN -c copy -movflags +faststart OUT.mp4') from e
+            raise
+        return dataclasses.replace(index, orientation=_display_orientation(index))
+
+    @classmethod
+    def _read(cls, source, timeout):
+        with _open(source, timeout) as container:  # stream fields are read while the container is open
+            stream = _video_stream(container, source)
+            packets, problem, end, _ = _scan(container, stream, timeout, decode=False)
+            if problem is None and _packets_are_frames(container, stream, packets):
+                index = cls._from_packets(source, stream, packets, timeout)
+                if index is not None:
+                    return index._stopped_at(_short_of_header(end, container, stream))
+            chosen = stream.index
+        with _open(source, timeout) as container:
+            stream = next(s for s in container.streams if s.index == chosen)
+            frames, problem, end, lead = _scan(container, stream, timeout, decode=True)
+            index = dataclasses.replace(cls._from_frames(source, stream, frames, problem, timeout), seek_lead=lead)
+            return index._stopped_at(problem or _short_of_header(end, container, stream))
+
+    @classmethod
+    def _from_packets(cls, source, stream, packets, timeout):
+        """The index from packets, or None when decoding the first frames shows they do not match."""
+        order = sorted(range(len(packets)), key=lambda i: packets[i].pts)
+        pts = tuple(packets[i].pts for i in order)
+        if len(set(pts)) != len(pts):
+            return None
+        keyframes = tuple(p for p, i in enumerate(order) if packets[i].key)
+        fps = _fps(stream, pts, stream.time_base)
+        last = packets[order[-1]].duration or max(round(1 / (fps * stream.time_base)), 1)
+        index = cls(source, stream.index, pts, pts, keyframes, stream.time_base, pts[-1] + last, fps, timeout,
+                    'packets')
+        return index if _first_frames_match(index) else None
+
+    @classmethod
+    def _from_frames(cls, source, stream, frames, problem, timeout):
+        if not frames:
+            raise EmptyVideoError(f'{source}: the video stream has no readable frames'
+                                  + (f' ({problem})' if problem else ''))
+        time_base = stream.time_base
+        pts = tuple(f.pts for f in frames)
+        ticks = _ticks(frames, pts, stream, time_base)
+        fps = _fps(stream, ticks, time_base)
+        # A seek is checked by pts, so they must tell frames apart; they need not increase (AVI with B-frames).
+        seekable = None not in pts and len(set(pts)) == len(pts) and not _stateful_format(stream)
+        # A damaged keyframe decodes differently after a seek than in sequence (concealed from the frame before).
+        keyframes = tuple(p for p, f in enumerate(frames) if f.key and not f.corrupt) if seekable else ()
+        end_tick = ticks[-1] + (frames[-1].duration or max(round(1 / (fps * time_base)), 1))
+        return cls(source, stream.index, pts, ticks, keyframes, time_base, end_tick, fps, timeout, 'decoded')
+
+    def _stopped_at(self, problem):
+        """This index, with `error` saying where and why reading stopped (`problem`), when it did."""
+        if problem is None:
+            return self
+        last = len(self) - 1
+        end = float(self.time(last))
+        return dataclasses.replace(self, error=CorruptVideoError(
+            f'{self.source}: the stream stops after frame {last} ({end:.3f} s) at {problem}; {len(self)} frames are '
+            'readable', last, end))
+
+    def __len__(self):
+        return len(self.ticks)
+
+    @property
+    def duration(self):
+        return float((self.end_tick - self.ticks[0]) * self.time_base)
+
+    def time(self, position):
+        """Seconds since the first frame (time 0 of the video, whatever the container's start offset)."""
+        return (self.ticks[position] - self.ticks[0]) * self.time_base
+
+    def ms(self, position):
+        return round(self.time(position) * 1000)
+
+    def frame_duration(self, position):
+        following = self.ticks[position + 1] if position + 1 < len(self.ticks) else self.end_tick
+        return (following - self.ticks[position]) * self.time_base
+
+    def keyframe_before(self, position, earlier=0):
+        """The `earlier`-th seekable keyframe at or before `position`, or None (then decode from the start)."""
+        k = bisect.bisect_right(self.keyframes, position) - 1 - earlier
+        return self.keyframes[k] if k >= 0 and self.keyframes[k] > 0 else None
+
+    def open(self):
+        return _open(self.source, self.timeout)
+
+
+# What the index keeps of each packet and each decoded frame: pts/dts in the stream's time base, keyframe flag,
+# duration; a packet's `discard` marks one an edit list hides, a frame's `corrupt` one the decoder flags as damaged.
+_Packet = collections.namedtuple('_Packet', 'pts dts key duration discard')
+_Frame = collections.namedtuple('_Frame', 'pts dts key duration corrupt')
+# Container and codec families whose packets map one to one onto frames and whose seeks land on indexed keyframes.
+_PACKET_FORMATS = {'mov', 'mp4', 'matroska', 'webm'}
+_PACKET_CODECS = {'h264', 'hevc', 'vp8', 'vp9', 'av1', 'mpeg4'}
+_CHECKED_FRAMES = 8  # frames decoded from the start to confirm a packet index
+
+
+def _video_stream(container, source):
+    """The stream FFmpeg's best-stream rule picks (a cover picture or thumbnail track loses to the real video)."""
+    candidates = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not candidates:
+        kinds = ', '.join(s.type for s in container.streams) or 'none'
+        raise NoVideoStreamError(f'{source}: no video stream (streams found: {kinds})')
+    try:
+        best = container.streams.best('video')
+    except (av.error.FFmpegError, ValueError):
+        best = None
+    return best if best in candidates else candidates[0]
+
+
+def _stream(container, index):
+    return next(s for s in container.streams if s.index == index.stream_index)
+
+
+def _packets_are_frames(container, stream, packets):
+    names = set(container.format.name.split(','))
+    return (bool(names & _PACKET_FORMATS) and stream.codec_context.name in _PACKET_CODECS
+            and not _stateful_format(stream) and bool(packets) and packets[0].key
+            and all(p.pts is not None and not p.discard for p in packets))
+
+
+def _stateful_format(stream):
+    """Palettized video: the palette travels once, at the start, so frames decoded after a seek come out black."""
+    return stream.codec_context.pix_fmt in ('pal8',)
+
+
+def _first_frames_match(index):
+    """Decode the first frames from the start; the packet index holds only if the decoder shows exactly those pts."""
+    want = index.pts[:_CHECKED_FRAMES]
+    seen = []
+    try:
+        with index.open() as container:
+            stream = _stream(container, index)
+            for frame in _frames(container, stream):
+                seen.append(frame.pts)
+                if len(seen) == len(want):
+                    break
+    except av.error.FFmpegError:
+        return False
+    return tuple(seen) == want
+
+
+def _scan(container, stream, timeout, decode):
+    """Every packet (decode=False, `_Packet`s) or decoded frame (decode=True, `_Frame`s); why reading stopped early
+    (or None); the seconds from time 0 to the end of the last timed packet; the largest pts - dts of a packet (ticks:
+    how far before a keyframe's pts a demuxer that seeks by dts must be sent).
+
+    Decoding reads exactly as a plain sequential decode does (`container.decode(stream)`): every packet is decoded,
+    including those the demuxer flags corrupt (MPEG-TS flags a continuity jump, as in TS files joined with `cat`), and
+    a read or decoding error ends it, with the frames decoded before it. The packet pass ends at the first flagged or
+    unreadable packet: then the decode pass decides what is readable.
+    """
+    units, problem, untimed, end, lead = [], None, 0, None, 0
+    demuxer = container.demux(stream)
+    while problem is None:
+        started = time.monotonic()
+        try:
+            packet = next(demuxer)
+        except StopIteration:
+            break
+        except av.error.ExitError as e:
+            raise TimeoutError(f'{container.name}: no data within {timeout} s while reading') from e
+        except av.error.FFmpegError as e:
+            problem = f'a read error ({e.strerror})'
+        else:
+            if packet.is_corrupt and time.monotonic() - started >= timeout:  # a stalled read ends as a short packet
+                raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
+            if packet.pts is not None and packet.size:
+                end = max(end if end is not None else -math.inf, packet.pts + (packet.duration or 0))
+                lead = max(lead, packet.pts - packet.dts if packet.dts is not None else 0)
+            if decode:
+                try:
+                    units.extend(_unit(f) for f in packet.decode())  # the final empty packet drains the decoder
+                except av.error.FFmpegError as e:
+                    problem = f'a decoding error ({e.strerror})'
+            elif packet.is_corrupt:
+                problem = 'a truncated or corrupt packet'
+            elif packet.size and packet.pts is None:
+                untimed += 1
+            elif packet.size:
+                units.append(_Packet(packet.pts, packet.dts, packet.is_keyframe, packet.duration, packet.is_discard))
+        if problem and time.monotonic() - started >= timeout:
+            raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
+    if untimed and not decode:
+        problem = problem or 'packets without timestamps'  # not an index from packets: the decode pass decides
+    return units, problem, float(end * stream.time_base) if end is not None else None, lead
+
+
+def _unit(frame):
+    return _Frame(frame.pts, frame.dts, bool(frame.key_frame), frame.duration, bool(frame.is_corrupt))
+
+
+def _ticks(frames, pts, stream, time_base):
+    """Frame times in `time_base` units: the decoder's pts when every frame has one and they increase; else the
+    packet dts they came from, when those do; else the frames' durations added up (1/fps where a frame has none).
+
+    Made once per stream, in the spirit of FFmpeg's best-effort timestamp (which counts faulty pts and dts frame by
+    frame): AVI with B-frames carries decode-order pts, and an untimed stream carries none.
+    """
+    if _increasing(pts):
+        return pts
+    dts = tuple(f.dts for f in frames)
+    if _increasing(dts):
+        return dts
+    rate = stream.average_rate or stream.guessed_rate or 25
+    fallback = max(round(1 / (rate * time_base)), 1)
+    ticks, t = [], 0
+    for f in frames:
+        ticks.append(t)
+        t += f.duration or fallback
+    return tuple(ticks)
+
+
+def _increasing(values):
+    return all(v is not None for v in values) and all(a < b for a, b in zip(values, values[1:]))
+
+
+def _fps(stream, ticks, time_base):
+    """The header's frame rate unless the timestamps contradict it, else the mean rate the timestamps show.
+
+    Contradict: more than 10 % away from both the mean and the median frame interval's rate (the median is not moved
+    by one long gap, such as a stream-copy trim's last frame; the mean is what a variable frame rate averages to).
+    Some headers are plainly wrong: raw DV's says 60000 fps for 25 fps video.
+    """
+    header = stream.average_rate or stream.guessed_rate
+    if len(ticks) < 2 or ticks[-1] <= ticks[0]:
+        return float(header) if header else 25.0
+    mean = (len(ticks) - 1) / float((ticks[-1] - ticks[0]) * time_base)
+    median = 1 / float(statistics.median(b - a for a, b in zip(ticks, ticks[1:])) * time_base)
+    if header and min(abs(float(header) / rate - 1) for rate in (mean, median)) <= 0.1:
+        return float(header)
+    return mean
+
+
+def _short_of_header(end, container, stream):
+    """Why a Matroska/WebM file's packets end early, or None. That demuxer ends quietly at a cut, so the end of the
+    last packet (`end`, s from time 0, as Matroska counts its duration) is compared with the header's duration."""
+    declared = _declared_duration(container, stream)
+    if not {'matroska', 'webm'} & set(container.format.name.split(',')) or not declared or end is None:
+        return None
+    if end < declared - max(0.5, 0.02 * declared):
+        return f'the end of the file, though its header declares {declared:.3f} s'
+    return None
+
+
+def _declared_duration(container, stream):
+    """Seconds the header promises for the video (the container's figure only when video is its one stream)."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    if container.duration and len(container.streams) == 1:
+        return container.duration / av.time_base
+    return None
+
+
+def uniform_indices(n_frames, num_samples):
+    """floor(linspace(0, n_frames - 1, num_samples)), as pytorchvideo's UniformTemporalSubsample."""
+    return np.linspace(0, n_frames - 1, num_samples).astype(np.int64).tolist()
+
+
+def time_step_indices(times, time_step, start=0):
+    """Indices of the first frame at or after each multiple of `time_step` seconds from `start`.
+
+    A frame is picked once even if several multiples fall before it (time_step shorter than a frame gap).
+    """
+    step, start = _exact(time_step), _exact(start)
+    picked, previous = [], None
+    for i, t in enumerate(times):
+        slot = math.floor((t - start) / step)  # multiples at or before t, minus one
+        if previous is None or slot > previous:
+            picked.append(i)
+        previous = slot
+    return picked
+
+
+class _OffTrack(Exception):
+    """Internal: what a seek produced does not line up with the index; decode forward from earlier instead."""
+
+
+def _decode(index, positions):
+    """Yield (position, VideoFrame) for increasing, unique `positions`: frame for frame what a sequential decode gives.
+
+    Seeking is a shortcut, checked: after a seek to a keyframe, decoded frames count only from the frame whose pts is
+    that keyframe's, and every following frame must carry the pts the index holds for its position. When a seek
+    overshoots (demuxers that seek by dts), fails (servers without byte ranges) or its frames do not line up, it is
+    tried from an earlier keyframe, then the rest is decoded forward from the start of the file.
+    """
+    positions = list(positions)
+    done, failures = 0, 0
+    if index.keyframes and positions:
+        with index.open() as container:
+            stream = _stream(container, index)  # PyAV's default threads: damage concealed as in sequence
+            while done < len(positions) and failures < _SEEK_TRIES:
+                group = _seek_group(index, positions, done)
+                start = index.keyframe_before(positions[done], earlier=failures)
+                if start is None:  # no keyframe to seek to before these: the start of the file is the truth
+                    yield from _decode_from_start(index, group)
+                    done, failures = done + len(group), 0
+                    continue
+                try:
+                    container.seek(index.pts[start] - index.seek_lead, stream=stream, backward=True)
+                    for position, frame in _walk(index, _frames(container, stream), start, group, synced=False):
+                        yield position, _to_video_frame(frame, index.ms(position), index.orientation)
+                        done += 1
+                    failures = 0
+                except av.error.ExitError as e:
+                    raise TimeoutError(f'{index.source}: no data within {index.timeout} s while decoding') from e
+                except (_OffTrack, av.error.FFmpegError):
+                    failures += 1
+    if done < len(positions):
+        yield from _decode_from_start(index, positions[done:])
+
+
+_SEEK_TRIES = 3  # seeks tried (each from an earlier keyframe) before decoding forward from the start
+
+
+def _seek_group(index, positions, i):
+    """positions[i:j]: the wanted frames one seek serves (no keyframe to jump to past the frame after the last one
+    decoded, so reading on costs no more than seeking)."""
+    j = i + 1
+    while j < len(positions) and (index.keyframe_before(positions[j]) or 0) <= positions[j - 1] + 1:
+        j += 1
+    return positions[i:j]
+
+
+def _decode_from_start(index, positions):
+    with index.open() as container:
+        stream = _stream(container, index)
+        last = None
+        try:
+            for position, frame in _walk(index, _frames(container, stream), 0, positions, synced=True):
+                yield position, _to_video_frame(frame, index.ms(position), index.orientation)
+                last = position
+        except av.error.ExitError as e:
+            raise TimeoutError(f'{index.source}: no data within {index.timeout} s while decoding') from e
+        except av.error.FFmpegError as e:
+            wanted = positions[positions.index(last) + 1] if last is not None else positions[0]
+            raise _stopped(index, wanted, last, f'decoding failed: {e.strerror}') from e
+        except _OffTrack as e:
+            wanted = positions[positions.index(last) + 1] if last is not None else positions[0]
+            raise _stopped(index, wanted, last, f'the decoder does not give the frames the index holds ({e}): the '
+                                                'file is damaged there, or changed since it was opened') from None
+
+
+def _walk(index, frames, position, wanted, synced):
+    """Number decoded `frames` from `position` and yield (position, frame) for each of `wanted` (increasing).
+
+    Unsynced (after a seek), frames are skipped until the one with the pts of the keyframe at `position`.
+    Raises `_OffTrack` when a frame's pts is not the one indexed for its position, or the frames run out.
+    """
+    j, seeking = 0, not synced
+    for frame in frames:
+        if not synced:
+            target = index.pts[position]
+            if frame.pts == target and frame.key_frame:
+                synced = True
+            elif index.ticks is index.pts and frame.pts is not None and frame.pts > target:  # pts in order
+                raise _OffTrack(f'the seek landed after the keyframe at pts {target}')
+            else:
+                continue  # decoded on the way to the keyframe, or a leading frame of an open GOP
+        elif position >= len(index) or frame.pts != index.pts[position]:
+            raise _OffTrack(f'frame {position} has pts {frame.pts}')
+        if seeking and frame.is_corrupt:
+            raise _OffTrack(f'frame {position} is damaged: decoded after a seek it is concealed differently')
+        if position == wanted[j]:
+            yield position, frame
+            j += 1
+            if j == len(wanted):
+                return
+        position += 1
+    raise _OffTrack(f'decoding ended before frame {wanted[j]}')
+
+
+def _frames(container, stream):
+    """Decoded frames exactly as a plain sequential decode gives them; a read or decoding error propagates."""
+    for packet in container.demux(stream):
+        yield from packet.decode()  # the demuxer's final empty packet drains the decoder
+
+
+def _fresh(error):
+    """A new exception like `error`: re-raising one shared instance would pile up tracebacks across calls."""
+    return type(error)(str(error), error.frame_index, error.time)
+
+
+def _stopped(index, wanted, last, why):
+    where = (f'after frame {last} ({float(index.time(last)):.3f} s)' if last is not None
+             else 'before any frame this read wanted')
+    return CorruptVideoError(f'{index.source}: cannot decode frame {wanted} ({float(index.time(wanted)):.3f} s): '
+                             f'{why}; decoding stopped {where}', wanted, float(index.time(wanted)))
+
+
+def _to_video_frame(frame, timestamp_ms, orientation):
+    """RGB uint8 (H, W, 3) at the coded size, shown as the display matrix says (`orientation`): mirrored, turned."""
+    rgb = frame.to_ndarray(format='rgb24')
+    mirror, quarter_turns = orientation
+    if mirror:
+        rgb = rgb[:, ::-1]
+    if quarter_turns:
+        rgb = np.rot90(rgb, quarter_turns)
+    if mirror or quarter_turns:
+        rgb = np.ascontiguousarray(rgb)
+    return VideoFrame(rgb, mode='RGB', timestamp=timestamp_ms, key_frame=bool(frame.key_frame))
+
+
+def _display_orientation(index):
+    """(mirror, counter-clockwise quarter turns) of the stream's display matrix, read from its first frame in a
+    container of its own: PyAV's `frame.side_data` makes the frame's buffers writable, which changes how a decoder
+    conceals damage in the frames after it, so frames that are returned are never asked for it.
+
+    The matrix (FFmpeg's libavutil/display.h: 3x3, row-major, 16.16 fixed point) maps a coded pixel (x, y) to
+    (a*x + c*y + u, b*x + d*y + v). A negative determinant ad - bc means a mirror: undoing a horizontal flip first
+    (negating a and b) leaves a pure rotation, counter-clockwise by -atan2(b, a) as av_display_rotation_get reads it.
+    So a mirrored matrix is shown mirrored, not turned by 180 degrees. (False, 0) when there is none.
+    """
+    try:
+        with index.open() as container:
+            frame = next(_frames(container, _stream(container, index)), None)
+            data = None if frame is None else next(
+                (bytes(memoryview(d)) for d in frame.side_data if d.type == av.sidedata.sidedata.Type.DISPLAYMATRIX),
+                None)
+    except av.error.FFmpegError:
+        return False, 0
+    if data is None or len(data) != 36:
+        return False, 0
+    a, b, _, c, d = struct.unpack('<5i', data[:20])
+    mirror = a * d - b * c < 0
+    if mirror:
+        a, b = -a, -b
+    return mirror, round(-math.degrees(math.atan2(b, a)) / 90) % 4
+
+
+def _needs_seeking_but_cannot(url, timeout):
+    """Whether an http(s) server ignores byte ranges (no 206 to a Range request) and serves an ISO media file
+    (MP4/MOV: an `ftyp` box first), whose index may be at its end: then only seeking can read it."""
+    request = urllib.request.Request(url, headers={'Range': 'bytes=0-11'})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status != 206 and response.read(12)[4:8] == b'ftyp'
+    except (OSError, ValueError):  # urllib's errors are OSErrors; the error already raised says more
+        return False
+
+
+def _open(source, timeout):
+    """Open with a read timeout; map FFmpeg's errors to ours."""
+    is_url = '://' in source
+    if not is_url and not os.path.isfile(source):
+        raise FileNotFoundError(errno.ENOENT, 'video file not found', source)
+    try:
+        return av.open(source, timeout=timeout)
+    except av.error.HTTPNotFoundError as e:
+        raise FileNotFoundError(errno.ENOENT, f'HTTP 404: {e.strerror}', source) from e
+    except av.error.ExitError as e:
+        raise TimeoutError(f'{source}: no data within {timeout} s') from e
+    except ConnectionError:  # PyAV's are also the built-in ConnectionRefusedError etc.: not 'not a video'
+        raise
+    except av.error.FFmpegError as e:
+        hint = 'it is not a video, or a truncated MP4 whose index (moov atom) is missing'
+        raise NotAVideoError(f'{source}: FFmpeg cannot open it ({e.strerror}); {hint}') from e
+
+
+def _check_sampling(sample_type, args):
+    if args is not None and not isinstance(args, collections.abc.Mapping):
+        raise ValueError(f"args must be a dict such as {{'num_samples': 8}}, got {args!r}")
+    args = {} if args is None else dict(args)
+    if sample_type is None:
+        if args:
+            raise ValueError(f'args {sorted(args)} given without a sample_type; choose one of {sorted(SAMPLE_ARGS)}')
+        return None, None
+    if sample_type not in SAMPLE_ARGS:
+        raise ValueError(f'unknown sample_type {sample_type!r}; expected None or one of {sorted(SAMPLE_ARGS)}')
+    key = SAMPLE_ARGS[sample_type]
+    unknown = sorted(set(args) - {key})
+    if unknown or key not in args:
+        raise ValueError(f'sample_type {sample_type!r} takes args={{{key!r}: ...}} only; got {args}')
+    value = args[key]
+    if key == 'num_samples' and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)):
+        raise ValueError(f'num_samples must be a positive integer, got {value!r}')
+    if not _is_number(value) or not value > 0:
+        raise ValueError(f'{key} must be positive, got {value!r}')
+    return sample_type, int(value) if key == 'num_samples' else value
+
+
+def _seconds(name, value, default):
+    if value is None:
+        return default
+    if not _is_number(value):
+        raise ValueError(f'{name} must be a finite number of seconds, got {value!r}')
+    if value < 0:
+        raise ValueError(f'{name} must not be negative, got {value}')
+    return _exact(value)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _exact(seconds):
+    """Decimal value as written (0.1 -> 1/10), so frames exactly on a boundary are not lost to float error."""
+    return seconds if isinstance(seconds, fractions.Fraction) else fractions.Fraction(str(seconds))
+
+
+def _fmt_end(end):
+    return 'end' if end is None else float(end)

@@ -1,0 +1,70 @@
+"""Every error and warning of the decoder, the checkpoints and the classifier: one class per kind of failure.
+
+Catch them by type (`except NotAVideoError`); each message says what was wrong, what was expected and what to do.
+The batch job's own failures (a job that cannot run as asked) are in `jobs/errors.py`.
+"""
+
+from __future__ import annotations
+
+# Decoding (decode.py)
+
+class VideoDecodeError(ValueError):
+    """The input cannot be decoded as asked."""
+
+
+class NotAVideoError(VideoDecodeError):
+    """FFmpeg cannot open the input as a media file (not a video, unsupported, or its index is missing)."""
+
+
+class NoVideoStreamError(VideoDecodeError):
+    """The file is valid media but has no video stream (e.g. audio only)."""
+
+
+class NotSeekableError(VideoDecodeError):
+    """The input can only be read front to back (a server without byte ranges) and this file needs seeking to be
+    read at all (an MP4/MOV whose index, the moov atom, is at the end)."""
+
+
+class EmptyVideoError(VideoDecodeError):
+    """The video stream holds no frames."""
+
+
+class TimeRangeError(VideoDecodeError):
+    """No frame lies in the requested [start_time, end_time) window."""
+
+
+class CorruptVideoError(VideoDecodeError):
+    """The stream stops being decodable; `frame_index` and `time` (s) say where."""
+
+    def __init__(self, message, frame_index=None, time=None):
+        super().__init__(message)
+        self.frame_index, self.time = frame_index, time
+
+
+class TruncatedVideoError(CorruptVideoError, IndexError):
+    """A frame past the readable part of a truncated video was requested."""
+
+
+# Checkpoints (checkpoints.py)
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are not cached and could not be downloaded."""
+
+
+class DownloadStalledError(TimeoutError):
+    """The server sent nothing for the read timeout (a stalled connection or a server that never answers)."""
+
+
+class DownloadHashError(ValueError):
+    """A downloaded file whose SHA-256 does not start with the recorded hash."""
+
+
+# Classification (classifier.py)
+
+class TruncatedVideoWarning(UserWarning):
+    """The frames given stop early (the decoder's `frames.error`, e.g. a half-downloaded video): the result is of
+    the readable part only."""

@@ -1,0 +1,44 @@
+"""What the classifier, the windows and the batch job accept as a video's frames, declared once.
+
+A plain `list` of RGB `VideoFrame`s (or `(H, W, 3)` uint8 arrays) or a `(T, H, W, 3)` array is a video. `Frames` is
+the richer, lazy form `decode.LazyFrames` implements: frames decoded when read, several at once with `take`, and
+the timing that sliding windows and clip sampling need without decoding. Each member is optional to a consumer,
+which falls back when it is missing (`transform.fetch_frames` reads `frames[i]` one by one without `take`;
+`timing.frame_times` reads each frame's `timestamp` without `timestamps`, or uses `fps`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Frames(Protocol):
+    """A lazy sequence of a video's frames, in presentation order."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """One RGB uint8 `(H, W, 3)` frame (a `towhee.types.VideoFrame`, `timestamp` in ms)."""
+
+    def take(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """The frames at `indices`, in the order asked, decoded in one forward pass."""
+
+    @property
+    def timestamps(self) -> Sequence[int]:
+        """Each frame's presentation time in ms since the first frame; non-decreasing."""
+
+    @property
+    def fps(self) -> float:
+        """The frame rate (frames per second)."""
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame's start to the last frame's end."""
+
+    @property
+    def error(self) -> Exception | None:
+        """Set when the video stops early (a `TruncatedVideoError`): the frames are the readable part."""
