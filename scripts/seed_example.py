@@ -8,29 +8,34 @@ meaningless, so none are shown. `--weights` passes `weights=` to the operator (f
 """
 
 import argparse
-import re
 import sys
 
 from towhee import DataCollection, ops, pipe
 
+from timesformer_video.checkpoints import resolve_weights
+from timesformer_video.errors import WeightsUnavailableError
+from timesformer_video.zoo import get_cfg
+
+MODEL_NAME = 'timesformer_k400_8x224'
 NO_WEIGHTS_HINT = ('To try the pipeline without pretrained weights (plumbing only: random weights, meaningless '
                    'labels): bash scripts/demo.sh --random-weights')
 
 
 def main(path: str, weights: str | None = None) -> int:
-    try:
-        p = (pipe.input('path')
-               .map('path', 'frames', ops.video_decode.ffmpeg())
-               .map('frames', ('labels', 'scores', 'features'),
-                    ops.action_classification.timesformer(model_name='timesformer_k400_8x224', weights=weights))
-               .output('path', 'labels', 'scores', 'features'))
-    except RuntimeError as e:
-        # Towhee wraps the operator's WeightsUnavailableError (with its traceback) in a RuntimeError.
-        reason = re.search(r'pretrained weights for .*?HF transformers directory\)\.', str(e), re.DOTALL)
-        if reason is None:
-            raise
-        print(f'\nNo predictions: {reason.group(0)}\n{NO_WEIGHTS_HINT}', file=sys.stderr)
-        return 2
+    if weights is None:
+        # The release file, fetched into torch's hub cache as the operator itself would (it then finds it there).
+        # Checked here because Towhee 1.1.3 keeps only the text of an operator's constructor error: its node
+        # formats the exception into a message and raises a bare RuntimeError with it after the `except` block.
+        try:
+            resolve_weights(get_cfg(MODEL_NAME))
+        except WeightsUnavailableError as e:
+            print(f'\nNo predictions: {e}\n{NO_WEIGHTS_HINT}', file=sys.stderr)
+            return 2
+    p = (pipe.input('path')
+           .map('path', 'frames', ops.video_decode.ffmpeg())
+           .map('frames', ('labels', 'scores', 'features'),
+                ops.action_classification.timesformer(model_name=MODEL_NAME, weights=weights))
+           .output('path', 'labels', 'scores', 'features'))
     DataCollection(p(path)).show()
     return 0
 
