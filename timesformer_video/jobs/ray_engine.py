@@ -25,7 +25,11 @@ _QUIET = 'ignore:pkg_resources is deprecated:UserWarning'  # towhee's import, on
 
 
 class ReplicaStartError(JobError, RuntimeError):
-    """A replica could not build the operator (e.g. weights missing on that node); a job error, not a video's."""
+    """A replica could not build the operator (e.g. weights missing on that node); a job error, not a video's.
+
+    A replica raises it with a message only, so it pickles: Ray hands the driver this instance inside its own
+    exception, where `replica_start_error` finds it.
+    """
 
 
 class _Replica:
@@ -36,7 +40,7 @@ class _Replica:
 
         try:
             self.indexer = Indexer(spec)
-        except Exception as e:  # noqa: BLE001 - reported once by the driver, see _replica_error
+        except Exception as e:  # noqa: BLE001 - reported once by the driver, see replica_start_error
             import socket
 
             raise ReplicaStartError(f'on {socket.gethostname()}: {type(e).__name__}: {e}') from None
@@ -114,15 +118,37 @@ class RayEngine:
             for table in results.iter_batches(batch_size=None, batch_format='pyarrow', prefetch_batches=0):
                 yield table_to_rows(table)
         except ray.exceptions.RayError as e:
-            message = _replica_error(e)
-            if message is None:
+            failed = replica_start_error(e)
+            if failed is None:
                 raise
-            raise ReplicaStartError(f'a Ray replica could not load the model {message}') from None
+            raise ReplicaStartError(f'a Ray replica could not load the model {failed}') from None
 
 
-def _replica_error(error: Exception) -> str | None:
-    """Our message out of Ray's wrapping (Ray hands the driver only the remote traceback's text)."""
-    text = str(error)
-    marker = f'{ReplicaStartError.__name__}: '
-    at = text.rfind(marker)
-    return text[at + len(marker):].strip() if at >= 0 else None
+def replica_start_error(error: BaseException) -> ReplicaStartError | None:
+    """The `ReplicaStartError` a replica raised, found (by type) inside the exception Ray hands the driver; else None.
+
+    Ray keeps the replica's exception instance (pickled on the worker, unpickled on the driver): a replica whose
+    constructor raised reaches the driver as an `ActorDiedError` (a `RayActorError`) whose one constructor argument,
+    `args[0]` (what Ray pickles it with), is the creation task's `RayTaskError`, whose `cause` is the instance; Ray
+    Data re-raises it `from SystemException()`. A failed task is a `RayTaskError` with the instance as `cause` (made
+    by `as_instanceof_cause()` it is also of the cause's class, but its text is Ray's, so its `cause` is returned),
+    and Ray Data raises a UDF's error as a `UserCodeException` `from` it. This follows those links, and
+    `__cause__`/`__context__`, from `error`.
+    """
+    from ray.exceptions import RayActorError, RayTaskError
+
+    pending, seen = [error], set()
+    while pending:
+        e = pending.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ReplicaStartError) and not isinstance(e, RayTaskError):  # a dual instance's str is Ray's
+            return e
+        links = [e.__cause__, e.__context__]
+        if isinstance(e, RayTaskError):
+            links.append(e.cause)
+        if isinstance(e, RayActorError):
+            links.extend(e.args)
+        pending.extend(link for link in links if isinstance(link, BaseException))
+    return None
