@@ -3,7 +3,8 @@
 For each kind (made with the ffmpeg CLI, 640x360 or DV's 720x576, 25 fps, `--seconds` long), three ways, round robin,
 best of `--repeat`:
 - sequential: the anchor, a plain PyAV decode of every frame to RGB (what any reader does);
-- ours, 8 frames: `video_decode.ffmpeg()(path)` then `take` of 8 uniformly spread frames (what the operator does);
+- ours, 8 frames: `timesformer_video.decode.VideoDecoder()(path)` then `take` of 8 uniformly spread frames (what the
+  operator does);
 - ours, all frames: the same index, then `take(range(n))` (every frame to RGB).
 Printed: frames/s of each and the ratio to the anchor's time, the index method and how many seekable keyframes it has.
 
@@ -13,7 +14,6 @@ Printed: frames/s of each and the ratio to the anchor's time, the index method a
 import argparse
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +21,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from timesformer_video.decode import VideoDecoder, VideoIndex
+
 SRC = '-f lavfi -i testsrc2=size=640x360:rate=25:duration={s}'
 KINDS = {  # name -> ffmpeg commands (SOURCE.mp4 is a 640x360 H.264 source with B-frames, GOP 50, and audio)
     'well-formed mp4 (anchor kind)': ['-i SOURCE.mp4 -c copy out.mp4'],
@@ -49,14 +50,14 @@ def sequential(path):
         return sum(1 for f in container.decode(container.streams.best('video')) if f.to_ndarray(format='rgb24').size)
 
 
-def ours_8(vd, path):
-    frames = vd.ffmpeg()(path)
+def ours_8(path):
+    frames = VideoDecoder()(path)
     frames.take(np.linspace(0, len(frames) - 1, 8).astype(int).tolist())
     return 8
 
 
-def ours_all(vd, path):
-    frames = vd.ffmpeg()(path)
+def ours_all(path):
+    frames = VideoDecoder()(path)
     return len(frames.take(range(len(frames))))
 
 
@@ -65,9 +66,6 @@ def main():
     parser.add_argument('--seconds', type=int, default=10)
     parser.add_argument('--repeat', type=int, default=3)
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO / 'scripts'))
-    from checkout import load_package
-    vd = load_package('video_decode', REPO / 'video_decode')
     folder = Path(tempfile.mkdtemp(prefix='decode-fallback-'))
     try:
         ffmpeg(folder, f'{SRC.format(s=args.seconds)} -f lavfi -i sine=duration={args.seconds} -c:v libx264 -g 50 '
@@ -78,11 +76,11 @@ def main():
             for command in commands:
                 ffmpeg(folder, command.replace('{s}', str(args.seconds)))
             path = str(next(folder.glob('out.*')))
-            index = vd.video_decoder.VideoIndex.read(path)
+            index = VideoIndex.read(path)
             best = {}
             for _ in range(args.repeat):  # round robin: the three ways see the same machine load
-                for way, fn, fn_args in (('seq', sequential, (path,)), ('8', ours_8, (vd, path)),
-                                         ('all', ours_all, (vd, path))):
+                for way, fn, fn_args in (('seq', sequential, (path,)), ('8', ours_8, (path,)),
+                                         ('all', ours_all, (path,))):
                     started = time.perf_counter()
                     fn(*fn_args)
                     best[way] = min(best.get(way, float('inf')), time.perf_counter() - started)

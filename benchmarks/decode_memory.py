@@ -3,11 +3,12 @@
     python benchmarks/decode_memory.py                 # 10 s and 60 s videos, with the model if it loads
     python benchmarks/decode_memory.py --no-model --json out.json
 
-- ours: `video_decode` (one demux pass, seek + decode only the GOPs holding the 8 uniformly sampled frames), then
-  preprocessing to a (1, 3, 8, 224, 224) float tensor.
+- ours: `timesformer_video.decode.VideoDecoder` (one demux pass, seek + decode only the GOPs holding the 8 uniformly
+  sampled frames), then preprocessing to a (1, 3, 8, 224, 224) float tensor.
 - original: the hub operator's way: decode every frame to RGB into a list, `np.stack` all as float32, subsample 8,
   same preprocessing.
-- end to end: ours through the `action-classification/timesformer` operator at the repo root, random weights.
+- end to end: ours through `timesformer_video.ActionClassifier` (what the `action-classification/timesformer`
+  operator at the repo root runs), random weights.
 
 Every measurement runs in a fresh child process, so its peak RSS (`ru_maxrss`) is its own. Videos (1280x720 H.264,
 25 fps, GOP 12 with B-frames, from scripts/make_video.py) and the random weights are cached in
@@ -35,24 +36,17 @@ MODEL_NAME = 'timesformer_k400_8x224'
 def video_path(seconds):
     path = CACHE / f'h264_{SIZE[0]}x{SIZE[1]}_{FPS}fps_{seconds}s.mp4'
     if not path.exists():
-        sys.path.insert(0, str(REPO / 'scripts'))
-        from make_video import make_video
         print(f'writing {path} (once) ...', flush=True)
-        make_video(path.with_suffix('.part.mp4'), seconds=seconds, size=SIZE, fps=FPS).rename(path)
+        part = path.with_suffix('.part.mp4')
+        subprocess.run([sys.executable, str(REPO / 'scripts' / 'make_video.py'), str(part), '--seconds', str(seconds),
+                        '--size', f'{SIZE[0]}x{SIZE[1]}', '--fps', str(FPS)], check=True, stdout=subprocess.DEVNULL)
+        part.rename(path)
     return path
 
 
 def original_estimate_gb(seconds):
     """Every frame as uint8 in the list plus the float32 stack of them all."""
     return seconds * FPS * SIZE[0] * SIZE[1] * 3 * (1 + 4) / 1e9
-
-
-def load_package(name, directory):
-    """Load an operator package as Towhee's hub loader does."""
-    sys.path.insert(0, str(REPO / 'scripts'))
-    from checkout import load_package as load
-
-    return load(name, directory)
 
 
 def to_clip(frames):
@@ -74,8 +68,8 @@ def uniform(n, k):
 # --- what one child process measures ------------------------------------------------------------------------------
 
 def run_ours(path, _weights):
-    decode = load_package('video_decode_op', REPO / 'video_decode')
-    frames = decode.ffmpeg()(str(path))
+    from timesformer_video.decode import VideoDecoder
+    frames = VideoDecoder()(str(path))
     clip = to_clip(np.stack(frames.take(uniform(len(frames), NUM_FRAMES))))
     return {'shape': list(clip.shape), 'frames_in_video': len(frames)}
 
@@ -95,19 +89,18 @@ _MODEL = {}
 
 
 def run_end_to_end(path, weights):
-    """Decode (ours, lazy) -> the timesformer operator's own preprocessing and forward. Model loading not timed."""
-    decode = load_package('video_decode_op', REPO / 'video_decode')
+    """Decode (ours, lazy) -> the classifier's own preprocessing and forward. Model loading not timed."""
+    from timesformer_video import ActionClassifier, VideoDecoder
     if not _MODEL:
         started = time.perf_counter()
-        package = load_package('timesformer_op', REPO)
-        _MODEL['op'] = package.timesformer(model_name=MODEL_NAME, weights=str(weights), device='cpu')
+        _MODEL['op'] = ActionClassifier(model_name=MODEL_NAME, weights=str(weights), device='cpu')
         _MODEL['load_s'] = round(time.perf_counter() - started, 2)
     op = _MODEL['op']
     measured = time.perf_counter()
-    labels, scores, feature = op(decode.ffmpeg()(str(path)))
+    labels, scores, feature = op(VideoDecoder()(str(path)))
     elapsed = time.perf_counter() - measured
     # The anchor: the model forward alone on the same clip, already decoded and preprocessed.
-    clip = op.preprocess(decode.ffmpeg()(str(path))).unsqueeze(0)
+    clip = op.preprocess(VideoDecoder()(str(path))).unsqueeze(0)
     started = time.perf_counter()
     op.forward(clip)
     return {'model_load_s': _MODEL['load_s'], 'elapsed': elapsed, 'forward_s': time.perf_counter() - started,
@@ -138,11 +131,10 @@ def make_random_weights():
     path = CACHE / f'random_{MODEL_NAME}.pt'
     if not path.exists():
         import torch
-        package = load_package('timesformer_op', REPO)
-        cfg = package.zoo.get_cfg(MODEL_NAME)
+
+        from timesformer_video.build import create_model
         torch.manual_seed(0)
-        model = package.model.TimeSformer(num_classes=cfg.num_classes, num_frames=cfg.num_frames,
-                                          img_size=cfg.image_size)
+        model = create_model(MODEL_NAME)
         torch.save(model.state_dict(), path.with_suffix('.part'))
         path.with_suffix('.part').rename(path)
     return path

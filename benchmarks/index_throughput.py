@@ -17,15 +17,17 @@ one the figures measure the neighbours.
 """
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from timesformer_video.jobs import operators, runner
+from timesformer_video.jobs.results import read_output
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get('TIMESFORMER_BENCH_CACHE', '~/.cache/timesformer-bench')).expanduser()
@@ -33,27 +35,18 @@ TINY = {'name': 'timesformer_tiny_bench', 'base': 'timesformer_k400_8x224', 'ima
         'depth': 2, 'num_heads': 4}
 
 
-def load_jobs():
-    sys.path.insert(0, str(ROOT / 'scripts'))
-    from checkout import load_package
-
-    load_package('jobs', ROOT / 'jobs')
-    return importlib.import_module('jobs.runner'), importlib.import_module('jobs.operators')
-
-
 def make_collection(directory: Path, count: int, seconds: float, size: tuple[int, int], fps: int) -> Path:
-    sys.path.insert(0, str(ROOT / 'scripts'))
-    from make_video import make_video
-
     for i in range(count):
         path = directory / f'clip{i:04d}.mp4'
         if not path.exists():
-            make_video(path.with_suffix('.tmp.mp4'), seconds=seconds, size=size, fps=fps, seed=i)
+            subprocess.run([sys.executable, str(ROOT / 'scripts' / 'make_video.py'), str(path.with_suffix('.tmp.mp4')),
+                            '--seconds', str(seconds), '--size', f'{size[0]}x{size[1]}', '--fps', str(fps),
+                            '--seed', str(i)], check=True, stdout=subprocess.DEVNULL)
             path.with_suffix('.tmp.mp4').rename(path)  # a cut-off generation is never taken for a clip
     return directory
 
 
-def random_weights(operators, record: dict | None, model_name: str) -> Path:
+def random_weights(record: dict | None, model_name: str) -> Path:
     """Cached random weights of the model's exact shape (the speed of a checkpoint does not depend on its values)."""
     path = CACHE / f'random_{model_name}.pt'
     return path if path.exists() else operators.save_random_weights(path, model_name, record)
@@ -75,16 +68,13 @@ def main() -> int:
     parser.add_argument('--json', type=Path, default=None, help='also write the results here')
     args = parser.parse_args()
 
-    runner, operators = load_jobs()
-    from jobs.results import read_output
-
     width, height = (int(v) for v in args.size.lower().split('x'))
     directory = args.dir or CACHE / f'collection_{width}x{height}_{args.fps}fps_{args.seconds:g}s'
     make_collection(directory, args.videos, args.seconds, (width, height), args.fps)
     clips = sorted(directory.glob('clip*.mp4'))[:args.videos]
     record = TINY if args.model == 'tiny' else None
     name = TINY['name'] if record else 'timesformer_k400_8x224'
-    weights = args.weights or random_weights(operators, record, name)
+    weights = args.weights or random_weights(record, name)
     spec = operators.OperatorSpec(model_name=name, weights=str(Path(weights).resolve()), model_cfg=record)
 
     import torch

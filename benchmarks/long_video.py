@@ -32,25 +32,16 @@ DEFAULT_CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) /
 SIZE, FPS = (1280, 720), 30
 
 
-def load_package(name: str, directory: Path):
-    """Import a hub operator folder as a package, as the tests do."""
-    sys.path.insert(0, str(ROOT / 'scripts'))
-    from checkout import load_package as load
-
-    return load(name, directory)
-
-
 # ---- inputs (made once, cached) ----------------------------------------------------------------------------------
 
 def base_video(cache: Path, gop: int) -> Path:
     path = cache / f'720p_{FPS}fps_gop{gop}_1min.mp4'
     if not path.exists():
-        sys.path.insert(0, str(ROOT / 'scripts'))
-        from make_video import make_video
-
         print(f'encoding {path.name} (about a minute) ...', flush=True)
         tmp = path.with_suffix('.partial.mp4')
-        make_video(tmp, seconds=60, size=SIZE, fps=FPS, codec='h264', gop=gop)
+        subprocess.run([sys.executable, str(ROOT / 'scripts' / 'make_video.py'), str(tmp), '--seconds', '60',
+                        '--size', f'{SIZE[0]}x{SIZE[1]}', '--fps', str(FPS), '--codec', 'h264', '--gop', str(gop)],
+                       check=True, stdout=subprocess.DEVNULL)
         tmp.replace(path)
     return path
 
@@ -84,22 +75,22 @@ def long_video(cache: Path, minutes: int, gop: int) -> Path:
     return path
 
 
-def random_weights(cache: Path, model: str, op_pkg) -> tuple[str, Path]:
+def random_weights(cache: Path, model: str) -> tuple[str, Path]:
     """(model name, checkpoint of random weights); the tiny model is registered in the zoo under its name."""
     import dataclasses
 
     import torch
 
-    zoo = op_pkg.zoo
+    from timesformer_video import zoo
+    from timesformer_video.build import create_model
+
     base = zoo.get_cfg('timesformer_k400_8x224')
     cfg = base if model == 'full' else zoo.register_model(dataclasses.replace(
         base, name='timesformer_tiny_bench', image_size=64, embed_dim=48, depth=2, num_heads=4))
     path = cache / f'random_{cfg.name}.pth'
     if not path.exists():
         torch.manual_seed(0)
-        net = op_pkg.model.TimeSformer(num_classes=cfg.num_classes, num_frames=cfg.num_frames,
-                                       img_size=cfg.image_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
-                                       num_heads=cfg.num_heads)
+        net = create_model(cfg)
         tmp = path.with_suffix('.partial')
         torch.save(net.state_dict(), tmp)
         tmp.replace(path)
@@ -110,11 +101,11 @@ def random_weights(cache: Path, model: str, op_pkg) -> tuple[str, Path]:
 
 def measure(args) -> dict:
     start = time.perf_counter()
-    op_pkg = load_package('timesformer_op', ROOT)
-    decode_pkg = load_package('video_decode_op', ROOT / 'video_decode')
-    name, weights = random_weights(args.cache, args.model, op_pkg)
-    op = op_pkg.timesformer(model_name=name, weights=weights, device='cpu', window=args.window, stride=args.stride,
-                            num_crops=args.num_crops, sampling=args.sampling)
+    from timesformer_video import ActionClassifier, VideoDecoder
+
+    name, weights = random_weights(args.cache, args.model)
+    op = ActionClassifier(model_name=name, weights=weights, device='cpu', window=args.window, stride=args.stride,
+                          num_crops=args.num_crops, sampling=args.sampling)
     model_s = []
     forward = op.forward
 
@@ -126,7 +117,7 @@ def measure(args) -> dict:
             model_s.append(time.perf_counter() - t)
 
     op.forward = timed_forward
-    decoder = decode_pkg.ffmpeg()
+    decoder = VideoDecoder()
     ready = time.perf_counter()
     if args.pipeline:
         from towhee import pipe
@@ -177,8 +168,7 @@ def main():
         for minutes in args.minutes:
             print(long_video(args.cache, minutes, args.gop))
         return
-    load_package('timesformer_op', ROOT)
-    random_weights(args.cache, args.model, sys.modules['timesformer_op'])  # made once, outside the timed runs
+    random_weights(args.cache, args.model)  # made once, outside the timed runs
     results = []
     for minutes in args.minutes:
         video = long_video(args.cache, minutes, args.gop)

@@ -30,16 +30,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from timesformer_video import ActionClassifier
+from timesformer_video.build import cpu_has_native_bf16, create_model, resolve_device
+
 ROOT = Path(__file__).resolve().parents[1]
 NUM_FRAMES, IMAGE_SIZE = 8, 224
-
-
-def load_operator_package():
-    """The repository root is the operator package; import it as `timesformer_op`, as the tests do."""
-    sys.path.insert(0, str(ROOT / 'scripts'))
-    from checkout import load_package
-
-    return load_package('timesformer_op', ROOT)
 
 
 def make_hf_model(seed: int = 0):
@@ -106,16 +101,13 @@ def shape_label(shape: tuple[int, int, int]) -> str:
     return f'{m}x{k} @ {k}x{n}'
 
 
-def model_flops(model) -> int:
-    """FLOPs of one forward at batch 1 (matmuls, attention, patch conv), counted by torch on a meta-device copy."""
+def model_flops(cfg) -> int:
+    """FLOPs of one forward at batch 1 (matmuls, attention, patch conv) of the zoo record `cfg`'s model, counted by
+    torch on a meta-device copy."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    tm = load_operator_package().model
-    with torch.device('meta'):
-        meta = tm.TimeSformer(num_classes=model.num_classes, num_frames=model.num_frames, img_size=model.img_size,
-                              embed_dim=model.embed_dim, depth=len(model.blocks),
-                              num_heads=model.blocks[0].attn.num_heads)
-        clip = torch.randn(1, 3, model.num_frames, model.img_size, model.img_size)
+    meta = create_model(cfg, meta=True)
+    clip = torch.randn(1, 3, cfg.num_frames, cfg.image_size, cfg.image_size, device='meta')
     with FlopCounterMode(display=False) as counter:
         meta(clip)
     return counter.get_total_flops()
@@ -160,10 +152,7 @@ def main() -> int:
         parser.error('--repeats must be at least 5: medians of fewer runs are not worth reporting')
     if args.threads:
         torch.set_num_threads(args.threads)
-    package = load_operator_package()
-    from timesformer_op.timesformer import _cpu_has_native_bf16, _device
-
-    device = _device(args.device)
+    device = resolve_device(args.device)
     on_cuda = device.type == 'cuda'
     batch_sizes = args.batch_sizes or ([1, 8, 32] if on_cuda else [1, 2, 4])
     if args.precisions:
@@ -171,7 +160,7 @@ def main() -> int:
     elif on_cuda:
         precisions = ['fp32', 'bf16', 'fp16']
     else:
-        precisions = ['fp32'] + (['bf16'] if _cpu_has_native_bf16() else []) + ['int8']
+        precisions = ['fp32'] + (['bf16'] if cpu_has_native_bf16() else []) + ['int8']
     if 'fp32' not in precisions:
         precisions = ['fp32'] + precisions  # the reference for every error column
     json_path = args.json or ROOT / 'benchmarks' / 'results' / f'model_speed_{device.type}.json'
@@ -189,7 +178,7 @@ def main() -> int:
     # shape is timed again inside every round-robin below and the highest median kept, so that a burst of load
     # from elsewhere lowers neither the peak nor the model alone.
     peak_dtypes = {'fp32': torch.float32}
-    if on_cuda or _cpu_has_native_bf16():
+    if on_cuda or cpu_has_native_bf16():
         peak_dtypes['bf16'] = torch.bfloat16
     if on_cuda:
         peak_dtypes['fp16'] = torch.float16
@@ -202,13 +191,13 @@ def main() -> int:
     hf = make_hf_model()
     hf.save_pretrained(workdir / 'hf')
     hf = hf.to(device)
-    ops = {p: package.timesformer(weights=workdir / 'hf', device=str(device), precision=p) for p in precisions}
-    flops_per_view = model_flops(ops['fp32'].model)
+    ops = {p: ActionClassifier(weights=workdir / 'hf', device=str(device), precision=p) for p in precisions}
+    flops_per_view = model_flops(ops['fp32'].cfg)
     runners = {}  # name -> (impl, precision, clips -> (probs, features) float32 on the CPU)
     if not args.no_hf:
         runners['hf'] = ('hf', 'fp32', lambda clips: hf_forward(hf, clips, device))
     for p, op in ops.items():
-        runners[f'ours-{p}'] = ('ours', p, op.forward)
+        runners[f'ours-{p}'] = ('ours', p, lambda clips, op=op: ours_forward(op, clips))
     if not args.no_onnx:
         runners.update(onnx_runner(ops['fp32'], device, workdir))
     peak_fns = {}
@@ -263,6 +252,12 @@ def main() -> int:
     print(markdown_table(result))
     print(f'\nJSON: {json_path}')
     return 0
+
+
+def ours_forward(op: ActionClassifier, clips: torch.Tensor):
+    """Our classifier's forward -> (probabilities, features), float32 on the CPU, as the HF and ONNX rows return."""
+    logits, features = op.forward(clips)
+    return logits.softmax(-1), features
 
 
 def hf_forward(hf, clips: torch.Tensor, device: torch.device):

@@ -23,7 +23,6 @@ printed with it: on a shared machine every figure measures the neighbours too.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import resource
@@ -34,24 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'scripts'))
-sys.path.insert(0, str(ROOT / 'benchmarks'))
 TINY = {'name': 'timesformer_tiny_bench', 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48,
         'depth': 2, 'num_heads': 4}
 FULL = 'timesformer_k400_8x224'
 
 
-def jobs():
-    from checkout import load_package
-
-    load_package('jobs', ROOT / 'jobs')
-    return {name: importlib.import_module(f'jobs.{name}') for name in ('operators', 'runner', 'milvus_store',
-                                                                       'moments')}
-
-
 def spec_for(args, window: float | None):
-    operators = jobs()['operators']
+    from timesformer_video.jobs import operators
+
     cfg = TINY if args.model == 'tiny' else None
     name = TINY['name'] if cfg else FULL
     weights = args.cache / f'random_{name}.pt'
@@ -67,8 +56,9 @@ def spec_for(args, window: float | None):
 # ---- children ----------------------------------------------------------------------------------------------------
 
 def child_index(args) -> dict:
+    from timesformer_video.jobs import runner
+
     spec = spec_for(args, args.window if args.mode == 'moments' else None)
-    runner = jobs()['runner']
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         summary = runner.run_index(args.videos, Path(tmp) / 'out.parquet', spec, progress=False)
@@ -81,8 +71,7 @@ def child_index(args) -> dict:
 def child_search(args) -> dict:
     import numpy as np
 
-    modules = jobs()
-    milvus_store, moments = modules['milvus_store'], modules['moments']
+    from timesformer_video.jobs import milvus_store, moments
     dim = 768  # ViT-B's, whatever --model: the search does not run the model
     rng = np.random.default_rng(0)
     labels = [f'label{i}' for i in range(40)]

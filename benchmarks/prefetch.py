@@ -11,14 +11,12 @@ Printed: wall time of each and its ratio to the model alone.
 """
 
 import argparse
-import importlib
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from timesformer_video.jobs import indexer, operators
 
 
 def main():
@@ -26,12 +24,6 @@ def main():
     parser.add_argument('--videos', type=int, default=6)
     parser.add_argument('--seconds', type=int, default=10)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / 'scripts'))
-    from checkout import load_package
-
-    load_package('jobs', ROOT / 'jobs')
-    operators = importlib.import_module('jobs.operators')
-    indexer = importlib.import_module('jobs.indexer')
     folder = Path(tempfile.mkdtemp(prefix='prefetch-bench-'))
     run = ['ffmpeg', '-hide_banner', '-loglevel', 'error', '-y']
     paths = []
