@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Create .venv if missing, install every requirement into it, and place both operators in Towhee's cache
-# ($TOWHEE_HOME, default ~/.towhee) so the seed pipeline resolves them with no network.
+# Create .venv if missing, install every requirement into it, install this repository's package (timesformer_video,
+# editable: `pip install -e .`), and place both operators in Towhee's cache ($TOWHEE_HOME, default ~/.towhee) so the
+# seed pipeline resolves them with no network.
 # The first run downloads and installs about 6.6 GB (PyTorch with its CUDA libraries, Ray, ONNX Runtime, ...):
 # about 8 minutes on a fast connection. Later runs find everything installed and take a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # towhee 1.1.3 imports pkg_resources, which setuptools deprecates with a warning on every import.
 export PYTHONWARNINGS='ignore:pkg_resources is deprecated'
-step() { echo "[setup $1/5] $2" >&2; }
+step() { echo "[setup $1/6] $2" >&2; }
 
 if [ ! -x .venv/bin/python ]; then
   step 1 'creating .venv (python3 -m venv)'
@@ -52,16 +53,28 @@ fi
 step 3 'checking that towhee, torch and av import'
 .venv/bin/python -c 'import towhee, torch, av' # fail here, not later, if the install did not work
 
+# The package, editable: this checkout's code is what `import timesformer_video` runs. Skipped when it already is
+# (checked with -I: the import must not find the package through the current directory).
+installed=$(.venv/bin/python -I -c 'import timesformer_video, os; print(os.path.dirname(timesformer_video.__file__))' \
+            2>/dev/null || true)
+if [ "$installed" = "$PWD/timesformer_video" ]; then
+  step 4 'timesformer_video is installed from this checkout'
+else
+  step 4 'installing this checkout as the timesformer_video package (pip install -e .)'
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
+    || { echo 'setup: pip install -e . failed (output above)' >&2; exit 1; }
+fi
+
 # System tools the tests use: the ffmpeg CLI makes their videos (as users make them), Chromium renders the moments page.
 missing=$(for tool in ffmpeg chromium; do command -v "$tool" >/dev/null || echo "$tool"; done)
 if [ -z "$missing" ]; then
-  step 4 'ffmpeg and chromium are installed'
+  step 5 'ffmpeg and chromium are installed'
 elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  step 4 "installing $(echo $missing) with apt-get (about 1-2 minutes)"
+  step 5 "installing $(echo $missing) with apt-get (about 1-2 minutes)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 else
-  step 4 "warning: $(echo $missing) missing; the tests need them (e.g. sudo apt-get install $(echo $missing))"
+  step 5 "warning: $(echo $missing) missing; the tests need them (e.g. sudo apt-get install $(echo $missing))"
 fi
 
-step 5 "placing the operators in Towhee's cache"
+step 6 "placing the operators in Towhee's cache"
 .venv/bin/python scripts/install_operators.py

@@ -1,10 +1,9 @@
-"""Shared fixtures: the operator loaded as a package, and one random-weight HF reference model.
+"""Shared fixtures: random-weight checkpoints, the classifiers made from them, and one HF reference model.
 
 The reference is HF transformers' `TimesformerForVideoClassification`, an implementation independent of ours.
 Every parameter is perturbed because HF's init leaves some at zero, and a zero hides bugs.
 """
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 # The original -> HF key table (a copy of shared/reference/original_to_hf_keys.tsv, so a plain clone runs the tests).
 KEY_TABLE = Path(__file__).resolve().parent / 'data' / 'original_to_hf_keys.tsv'
-sys.path.insert(0, str(ROOT / 'scripts'))
-from checkout import load_package  # noqa: E402
-
-# Importable as `timesformer_op` (and its modules as `timesformer_op.model`, ...) from every test.
-load_package('timesformer_op', ROOT)
-
 
 # Parity with HF on full-size ViT-B (random weights, same frames): measured at most 2.4e-6 on features and 4.8e-7 on
 # scores (tests/test_timesformer.py, -s prints each). The bounds leave about four times that, so a change like the
@@ -112,9 +105,9 @@ def tiny_checkpoints(tiny_hf_model, tmp_path_factory):
 @pytest.fixture(scope='session')
 def plain_op(checkpoints):
     """The full-size operator loaded from the plain state dict, shared by every test that only calls it."""
-    from timesformer_op import timesformer
+    from timesformer_video.classifier import ActionClassifier
 
-    return timesformer(weights=checkpoints['plain'], device='cpu')
+    return ActionClassifier(weights=checkpoints['plain'], device='cpu')
 
 
 TINY = 'timesformer_tiny_test'
@@ -125,18 +118,17 @@ def tiny_weights(tmp_path_factory):
     """A small model of the same architecture (2 blocks, 48-d, 64 px crops, 400 classes) and its checkpoint path.
 
     For tests of plumbing, concurrency and errors, where the full ViT-B would only add minutes.
-    Use: `timesformer(model_name=TINY, weights=tiny_weights)`.
+    Use: `ActionClassifier(model_name=TINY, weights=tiny_weights)`.
     """
     import dataclasses
 
-    from timesformer_op.model import TimeSformer
-    from timesformer_op.zoo import get_cfg, register_model
+    from timesformer_video.build import create_model
+    from timesformer_video.zoo import get_cfg, register_model
 
     cfg = register_model(dataclasses.replace(get_cfg('timesformer_k400_8x224'), name=TINY, image_size=64,
                                              embed_dim=48, depth=2, num_heads=4))
     torch.manual_seed(1)
-    model = TimeSformer(num_classes=cfg.num_classes, num_frames=cfg.num_frames, img_size=cfg.image_size,
-                        embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads)
+    model = create_model(cfg)
     path = tmp_path_factory.mktemp('tiny') / 'tiny.pth'
     torch.save({k: torch.randn_like(v) * 0.1 for k, v in model.state_dict().items()}, path)
     return path

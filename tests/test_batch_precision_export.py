@@ -4,23 +4,31 @@ Nothing here needs a GPU: CUDA paths are checked for their errors and device res
 error are measured by benchmarks/model_speed.py.
 """
 
-import contextvars
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import PARITY_FEATURES, PARITY_SCORES, TINY
 from reference import hf_outputs, random_frames, reference_clip
-from timesformer_op import timesformer
-from timesformer_op.timesformer import _check_precision, _cpu_has_native_bf16, _device
 from towhee.types import VideoFrame
 
+from timesformer_video.build import check_precision, cpu_has_native_bf16, resolve_device
+from timesformer_video.classifier import ActionClassifier
+
 TOL = 1e-4
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
 def tiny_op(tiny_weights):
-    return timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
+    return ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu')
 
 
 def videos_of_different_sizes():
@@ -40,7 +48,7 @@ def assert_same_result(got, want, atol=TOL):
 
 @pytest.mark.parametrize('num_crops', [1, 3])
 def test_batch_equals_per_video_calls_within_1e4(tiny_weights, num_crops):
-    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu', num_crops=num_crops)
+    op = ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu', num_crops=num_crops)
     videos = videos_of_different_sizes()
     results = op.batch(videos)
     assert len(results) == len(videos)
@@ -58,7 +66,7 @@ def test_batch_runs_one_forward_over_all_clips(tiny_op, monkeypatch):
 
 def test_batch_matches_hf_video_by_video(tiny_checkpoints, tiny_hf_model):
     """Batching is plumbing, not full-size numerics: the small same-architecture model against HF built alike."""
-    op = timesformer(model_name=TINY, weights=tiny_checkpoints['plain'], device='cpu')
+    op = ActionClassifier(model_name=TINY, weights=tiny_checkpoints['plain'], device='cpu')
     videos = [random_frames(16, 72, 96, seed=21), random_frames(8, 100, 58, seed=22)]
     for (labels, scores, features), video in zip(op.batch(videos), videos):
         probs, hf_feature = hf_outputs(tiny_hf_model, reference_clip(video, 8, 64))
@@ -97,7 +105,7 @@ def test_batch_of_nothing_and_of_a_5d_array(tiny_op):
 
 
 def test_batch_of_unequal_lengths_with_skip_preprocess_says_why(tiny_weights):
-    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu', skip_preprocess=True)
+    op = ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu', skip_preprocess=True)
     with pytest.raises(ValueError, match='same number of frames'):
         op.batch([random_frames(8, 64, 64), random_frames(6, 64, 64)])
 
@@ -123,41 +131,63 @@ def test_folded_temporal_projection_changes_neither_outputs_nor_saved_weights(ti
 # --- device ------------------------------------------------------------------------------------------------------
 
 def test_device_resolution(monkeypatch):
-    assert _device('cpu') == torch.device('cpu')
-    assert _device(-1) == torch.device('cpu')  # Towhee's "no device"
-    assert _device('cpu', node_device=0) == torch.device('cpu')  # an explicit device wins over the node's
+    assert resolve_device('cpu') == torch.device('cpu')
+    assert resolve_device(-1) == torch.device('cpu')  # Towhee's "no device"
+    assert resolve_device('cpu', node_device=0) == torch.device('cpu')  # an explicit device wins over the node's
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
-    assert _device(None, node_device=1) == torch.device('cuda', 1)
-    assert _device(None, node_device=-1) == torch.device('cuda')  # node default: CUDA when present
-    assert _device('cuda:1') == torch.device('cuda', 1)
-    assert _device(0) == torch.device('cuda', 0)
+    assert resolve_device(None, node_device=1) == torch.device('cuda', 1)
+    assert resolve_device(None, node_device=-1) == torch.device('cuda')  # node default: CUDA when present
+    assert resolve_device('cuda:1') == torch.device('cuda', 1)
+    assert resolve_device(0) == torch.device('cuda', 0)
     with pytest.raises(ValueError, match='has 2 CUDA device'):
-        _device('cuda:2')
+        resolve_device('cuda:2')
     with pytest.raises(ValueError, match="device must be 'cpu', 'cuda'"):
-        _device('gpu0')
+        resolve_device('gpu0')
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='only meaningful where CUDA is absent')
-def test_towhee_node_config_device_reaches_the_operator(tiny_weights):
-    """Towhee hands `config={'device': N}` to `Operator.__init__`; -1 (its default) runs on the CPU."""
-    from timesformer_op.timesformer import Timesformer
-    from towhee import ops, pipe, register
+NODE_DEVICE_SCRIPT = textwrap.dedent('''
+    import contextvars, dataclasses, json, sys
+    import numpy as np
+    from towhee import ops, pipe
+    from timesformer_video.zoo import get_cfg, register_model
 
-    register(name='timesformer-test/node-device')(Timesformer)
+    weights, name = sys.argv[1], sys.argv[2]
+    register_model(dataclasses.replace(get_cfg('timesformer_k400_8x224'), name=name, image_size=64, embed_dim=48,
+                                       depth=2, num_heads=4))
 
     def run(device):
-        op = ops.timesformer_test.node_device(model_name=TINY, weights=str(tiny_weights))
+        op = ops.action_classification.timesformer(model_name=name, weights=weights)
         p = (pipe.input('frames').map('frames', ('labels', 'scores', 'features'), op, config={'device': device})
              .output('labels'))
-        return p(random_frames(8, 64, 64)).get()[0]
+        return p(np.zeros((8, 64, 64, 3), np.uint8)).get()[0]
 
-    assert len(run(-1)) == 5
+    labels = run(-1)
     # Towhee 1.1.3's set_runtime_config has no try/finally: an operator constructor that raises leaves the node's
     # config={'device': 0} set in this thread's context, and every operator made here afterwards would ask for
     # cuda:0. A copied context keeps that leak inside it.
-    with pytest.raises(RuntimeError, match=r"device cuda:0 was asked for by the Towhee node's config=\{'device': 0\}"):
+    try:
         contextvars.copy_context().run(run, 0)
+        error = None
+    except RuntimeError as e:
+        error = str(e)
+    print(json.dumps({'labels': labels, 'error': error}))
+''')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='only meaningful where CUDA is absent')
+def test_towhee_node_config_device_reaches_the_operator(tiny_weights, tmp_path):
+    """Towhee hands `config={'device': N}` to `Operator.__init__`; -1 (its default) runs on the CPU. Through the
+    operator Towhee loads from a fresh cache (TOWHEE_HOME), in a subprocess."""
+    env = dict(os.environ, TOWHEE_HOME=str(tmp_path / 'towhee'))
+    subprocess.run([sys.executable, str(ROOT / 'scripts' / 'install_operators.py')], env=env, check=True,
+                   capture_output=True, timeout=60)
+    out = subprocess.run([sys.executable, '-c', NODE_DEVICE_SCRIPT, str(tiny_weights), TINY], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(got['labels']) == 5
+    assert re.search(r"device cuda:0 was asked for by the Towhee node's config=\{'device': 0\}", got['error'])
 
 
 # --- precision ---------------------------------------------------------------------------------------------------
@@ -171,26 +201,25 @@ def test_towhee_node_config_device_reaches_the_operator(tiny_weights):
 ])
 def test_unsupported_precision_is_a_clear_error(precision, device, match):
     with pytest.raises(ValueError, match=match):
-        _check_precision(precision, torch.device(device))
+        check_precision(precision, torch.device(device))
 
 
 def test_bad_precision_fails_at_construction(tiny_weights):
     with pytest.raises(ValueError, match='precision must be one of'):
-        timesformer(model_name=TINY, weights=tiny_weights, device='cpu', precision='half')
+        ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu', precision='half')
 
 
 def test_bf16_on_a_cpu_without_native_bf16_is_refused(monkeypatch):
-    import sys
+    from timesformer_video import build
 
-    # `timesformer_op.timesformer` the attribute is the factory; the module is in sys.modules.
-    monkeypatch.setattr(sys.modules['timesformer_op.timesformer'], '_cpu_has_native_bf16', lambda: False)
+    monkeypatch.setattr(build, 'cpu_has_native_bf16', lambda: False)
     with pytest.raises(ValueError, match='needs a CPU with AVX512-BF16 or AMX'):
-        _check_precision('bf16', torch.device('cpu'))
+        check_precision('bf16', torch.device('cpu'))
 
 
 def test_gpu_precisions_are_accepted_on_cuda():
     for precision in ('fp32', 'bf16', 'fp16'):
-        assert _check_precision(precision, torch.device('cuda', 1)) == precision
+        assert check_precision(precision, torch.device('cuda', 1)) == precision
 
 
 def _cosine(a, b):
@@ -200,11 +229,13 @@ def _cosine(a, b):
 def test_int8_quantizes_every_linear_and_stays_close_to_fp32(tiny_weights, tiny_op):
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu', precision='int8')
-    float_linears = sum(isinstance(m, torch.nn.Linear) for m in op.model.modules())
-    assert sum(isinstance(m, DynamicLinear) for m in op._runner.modules()) == float_linears == 7 * 2 + 1  # per block 7
-    assert not any(type(m) is torch.nn.Linear for m in op._runner.modules())
-    assert isinstance(op.model.head, torch.nn.Linear) and op.model.head.weight.dtype == torch.float32
+    op = ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu', precision='int8')
+    float_linears = sum(isinstance(m, torch.nn.Linear) for m in tiny_op.model.modules())
+    # Quantized in place: no float copy of the model is kept.
+    assert sum(isinstance(m, DynamicLinear) for m in op.model.modules()) == float_linears == 7 * 2 + 1  # per block 7
+    assert not any(type(m) is torch.nn.Linear for m in op.model.modules())
+    with pytest.raises(ValueError, match="precision='int8' quantized it in place"):
+        op.save_model('onnx')
     for video in videos_of_different_sizes():
         labels, scores, features = op(video)
         ref = tiny_op(video)
@@ -212,9 +243,9 @@ def test_int8_quantizes_every_linear_and_stays_close_to_fp32(tiny_weights, tiny_
         assert np.abs(np.array(scores) - np.array(ref[1])).max() < 1e-2
 
 
-@pytest.mark.skipif(not _cpu_has_native_bf16(), reason='this CPU has no native bf16')
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason='this CPU has no native bf16')
 def test_bf16_on_a_cpu_with_native_bf16_stays_close_to_fp32(tiny_weights, tiny_op):
-    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu', precision='bf16')
+    op = ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu', precision='bf16')
     video = random_frames(8, 64, 64, seed=3)
     labels, scores, features = op(video)
     assert features.dtype == np.float32 and _cosine(features, tiny_op(video)[2]) > 0.999

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 from conftest import ROOT, TINY
-from make_video import make_video
+
+from timesformer_video.synthetic import make_video
 
 VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
 TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,

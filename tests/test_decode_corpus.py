@@ -26,6 +26,10 @@ import pytest
 from conftest import ROOT
 from test_jobs import TINY_CFG
 
+from timesformer_video import decode, errors
+from timesformer_video.decode import VideoDecoder
+from timesformer_video.transform import clip_indices
+
 FFMPEG = shutil.which('ffmpeg') or 'ffmpeg'  # the CLI: scripts/setup.sh installs it
 SRC = '-f lavfi -i testsrc2=size=176x144:rate=25:duration={s}'
 # name -> (frames a sequential decode gives, ffmpeg commands run in the corpus folder; `{src}` is a 6 s source)
@@ -150,18 +154,12 @@ def reference(path, stops=False):
     return [d[0] for d in decoded], [round((v - values[0]) * time_base * 1000) for v in values]
 
 
-@pytest.fixture(scope='session')
-def vd():
-    from checkout import load_package
-    return load_package('video_decode', ROOT / 'video_decode')
-
-
 @pytest.mark.parametrize('name', sorted(CORPUS))
-def test_each_kind_gives_the_frames_of_a_sequential_decode(vd, corpus, name):
+def test_each_kind_gives_the_frames_of_a_sequential_decode(corpus, name):
     path = corpus(name)
     expected, times = reference(path)
     assert len(expected) == (CORPUS[name][0] or len(expected)) > 0
-    frames = vd.ffmpeg()(path)
+    frames = VideoDecoder()(path)
     assert len(frames) == len(expected) and frames.error is None
     assert frames.timestamps == times
     got = frames.take(range(len(frames)))  # one forward pass
@@ -173,11 +171,11 @@ def test_each_kind_gives_the_frames_of_a_sequential_decode(vd, corpus, name):
 
 
 @pytest.mark.parametrize('name', sorted(TRUNCATED))
-def test_where_a_sequential_decode_stops_the_same_frames_come_first_and_the_error_says_where(vd, corpus, name):
+def test_where_a_sequential_decode_stops_the_same_frames_come_first_and_the_error_says_where(corpus, name):
     path = corpus(name)
     expected, times = reference(path, stops=True)
     assert len(expected) == (TRUNCATED[name][0] or len(expected)) > 0
-    frames = vd.ffmpeg()(path)
+    frames = VideoDecoder()(path)
     assert len(frames) == len(expected) and frames.timestamps == times
     assert 'stops after frame' in str(frames.error) and f'{len(expected)} frames are readable' in str(frames.error)
     assert all(np.array_equal(g, e) for g, e in zip(frames.take(range(len(frames))), expected))
@@ -185,18 +183,17 @@ def test_where_a_sequential_decode_stops_the_same_frames_come_first_and_the_erro
 
 
 @pytest.mark.parametrize('name, step_ms', [('bframes.avi', 40), ('untimed.mkv', 40), ('dv.dv', 40)])
-def test_times_and_rate_come_from_the_stream_when_pts_or_header_disagree(vd, corpus, name, step_ms):
+def test_times_and_rate_come_from_the_stream_when_pts_or_header_disagree(corpus, name, step_ms):
     """AVI with B-frames carries decode-order pts; untimed packets carry none; raw DV's header says 60000 fps."""
-    frames = vd.ffmpeg()(corpus(name))
+    frames = VideoDecoder()(corpus(name))
     assert frames.timestamps == [step_ms * i for i in range(len(frames))]
     assert frames.fps == pytest.approx(1000 / step_ms)
     assert frames.duration == pytest.approx(len(frames) * step_ms / 1000)
 
 
-def test_clip_sampling_of_dv_spreads_over_the_video(vd, corpus):
+def test_clip_sampling_of_dv_spreads_over_the_video(corpus):
     """The paper's clip sampling steps by the frame rate: with the header's 60000 fps it picked [0, 299, 299, ...]."""
-    from timesformer_op.preprocess import clip_indices
-    frames = vd.ffmpeg()(corpus('dv.dv'))
+    frames = VideoDecoder()(corpus('dv.dv'))
     indices = clip_indices(len(frames), 8, 4, frames.fps)  # 8 frames, every 4th at 30 fps (the 8x224 record)
     assert indices == sorted(set(indices)) and len(indices) == 8 and indices[-1] < len(frames)
 
@@ -218,13 +215,13 @@ def set_matrix(src, dst, matrix):
     ((0, 65536, 0, 65536, 0, 0, 0, 0, 1 << 30), lambda rgb: rgb.transpose(1, 0, 2)),  # transposed
     ((0, -65536, 0, 65536, 0, 0, 0, 176 << 16, 1 << 30), lambda rgb: np.rot90(rgb, 1)),  # turned, not mirrored
 ])
-def test_a_mirroring_display_matrix_is_shown_mirrored_not_turned(vd, corpus, tmp_path, matrix, shown):
+def test_a_mirroring_display_matrix_is_shown_mirrored_not_turned(corpus, tmp_path, matrix, shown):
     """Expected images worked out from the matrix by hand: (x, y) -> (a x + c y, b x + d y), y pointing down."""
     plain = str(Path(corpus('mpeg2.mpg')).with_name('plain.mp4'))
     ffmpeg(Path(plain).parent, f'{SRC.format(s=1)} -c:v libx264 -pix_fmt yuv420p plain.mp4')
     path = set_matrix(plain, tmp_path / 'matrix.mp4', matrix)
     expected, _ = reference(plain)
-    frames = vd.ffmpeg()(path)
+    frames = VideoDecoder()(path)
     for i in (0, 12, 24):
         assert np.array_equal(frames[i], np.ascontiguousarray(shown(expected[i])))
 
@@ -247,20 +244,20 @@ def plain_http(corpus):
 
 
 @pytest.mark.parametrize('name', ['long.mkv', 'moov_first.mp4'])
-def test_a_server_without_byte_ranges_is_read_forward(vd, plain_http, name):
+def test_a_server_without_byte_ranges_is_read_forward(plain_http, name):
     url, folder = plain_http
     expected, times = reference(str(folder / name))
-    frames = vd.ffmpeg()(f'{url}/{name}')
+    frames = VideoDecoder()(f'{url}/{name}')
     assert len(frames) == len(expected) == 250 and frames.timestamps == times
     wanted = [0, 177, 178, 60, 249, 120]
     assert all(np.array_equal(f, expected[i]) for f, i in zip(frames.take(wanted), wanted))
     assert all(np.array_equal(f, e) for f, e in zip(frames, expected))
 
 
-def test_an_mp4_indexed_at_the_end_behind_such_a_server_says_the_server_cannot_seek(vd, plain_http):
+def test_an_mp4_indexed_at_the_end_behind_such_a_server_says_the_server_cannot_seek(plain_http):
     url, _ = plain_http
-    with pytest.raises(vd.video_decoder.NotSeekableError, match='does not answer byte-range requests.*faststart'):
-        vd.ffmpeg()(f'{url}/moov_at_end.mp4')
+    with pytest.raises(errors.NotSeekableError, match='does not answer byte-range requests.*faststart'):
+        VideoDecoder()(f'{url}/moov_at_end.mp4')
 
 
 @pytest.fixture(scope='module')
@@ -276,21 +273,17 @@ def corpus_folder(corpus, tmp_path_factory):
 
 
 TOWHEE_SCRIPT = """
-import json, os, sys
-sys.path.insert(0, os.path.join(sys.argv[1], 'scripts'))
-from checkout import load_package
-op_pkg = load_package('timesformer_op', sys.argv[1])
-cfg = json.loads(sys.argv[2])
-base = op_pkg.zoo.get_cfg(cfg.pop('base'))
-import dataclasses
-op_pkg.zoo.register_model(dataclasses.replace(base, **cfg))
+import dataclasses, json, sys
+from timesformer_video.zoo import get_cfg, register_model  # the package the cached operator imports
+cfg = json.loads(sys.argv[1])
+register_model(dataclasses.replace(get_cfg(cfg.pop('base')), **cfg))
 from towhee import pipe, ops
 p = (pipe.input('path')
        .map('path', 'frames', ops.video_decode.ffmpeg())
        .map('frames', ('labels', 'scores', 'features'),
-            op_pkg.timesformer(model_name=cfg['name'], weights=sys.argv[3], device='cpu'))
+            ops.action_classification.timesformer(model_name=cfg['name'], weights=sys.argv[2], device='cpu'))
        .output('path', 'labels', 'scores', 'features'))
-for path in sys.argv[4:]:
+for path in sys.argv[3:]:
     try:
         _, labels, scores, features = p(path).get()
         print(json.dumps({'path': path, 'n': len(labels), 'dim': len(features)}))
@@ -300,11 +293,11 @@ for path in sys.argv[4:]:
 
 
 def test_the_seed_pipeline_classifies_every_readable_video(corpus_folder, tiny_weights, tmp_path):
-    """Through Towhee: ops.video_decode.ffmpeg resolved from a Towhee cache, then the operator (tiny model)."""
+    """Through Towhee: both operators resolved from a Towhee cache, as the seed pipeline (tiny model)."""
     env = dict(os.environ, TOWHEE_HOME=str(tmp_path / 'towhee'))
     subprocess.run([sys.executable, ROOT / 'scripts' / 'install_operators.py'], env=env, check=True)
     paths = sorted(str(p) for p in corpus_folder.iterdir())
-    out = subprocess.run([sys.executable, '-c', TOWHEE_SCRIPT, str(ROOT), json.dumps(TINY_CFG), str(tiny_weights),
+    out = subprocess.run([sys.executable, '-c', TOWHEE_SCRIPT, json.dumps(TINY_CFG), str(tiny_weights),
                           *paths], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = {Path(r['path']).name: r for r in map(json.loads, out.stdout.splitlines())}
@@ -334,19 +327,19 @@ def test_the_batch_job_gives_one_normal_row_per_valid_video(corpus_folder, tiny_
     assert all(len(row['labels']) == 5 for name, row in rows.items() if name not in errors)
 
 
-def test_a_well_formed_mp4_stays_lazy_decoding_only_the_gops_it_needs(vd, corpus, monkeypatch):
+def test_a_well_formed_mp4_stays_lazy_decoding_only_the_gops_it_needs(corpus, monkeypatch):
     """8 frames of a 20 s MP4 (GOP 25) decode at most their 8 GOPs, whichever frame comes first."""
     folder = Path(corpus('mpeg2.mpg')).parent
     ffmpeg(folder, f'{SRC.format(s=20)} -c:v libx264 -g 25 -bf 2 -pix_fmt yuv420p gop25.mp4')
     decoded = []
-    original = vd.video_decoder._frames
+    original = decode._frames
 
     def counting(container, stream):
         for frame in original(container, stream):
             decoded.append(frame.pts)
             yield frame
-    monkeypatch.setattr(vd.video_decoder, '_frames', counting)
-    frames = vd.ffmpeg()(str(folder / 'gop25.mp4'))
+    monkeypatch.setattr(decode, '_frames', counting)
+    frames = VideoDecoder()(str(folder / 'gop25.mp4'))
     assert len(frames) == 500 and len(decoded) <= 16  # the index: packets, confirmed on the first frames
     wanted = np.linspace(0, 499, 8).astype(int).tolist()
     expected, _ = reference(str(folder / 'gop25.mp4'))

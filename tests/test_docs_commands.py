@@ -5,8 +5,10 @@ What this test does:
 - It copies the working tree's files as `git clone` would get them (`git ls-files --cached --others
   --exclude-standard`: tracked files plus new ones not ignored; in CI, a clean clone) into a temporary directory.
 - `.venv` there is a link to the virtualenv running the tests, so `scripts/setup.sh` finds it and proves itself
-  idempotent and quick (it checks the requirements, then installs the operators into a fresh `TOWHEE_HOME`),
-  instead of downloading 6.6 GB again. Set-up from nothing is what CI's fresh machine does before this test runs.
+  idempotent and quick (it checks the requirements, installs the copy as the editable `timesformer_video` package,
+  then installs the operators into a fresh `TOWHEE_HOME`), instead of downloading 6.6 GB again; afterwards the
+  editable install points back at this checkout. Set-up from nothing is what CI's fresh machine does before this
+  test runs.
 - Each document's fenced `bash` and `python` blocks run in order, in the clone's root, like a reader pasting them
   into a terminal and one Python session (`.venv/bin/python`): bash blocks with `bash -euo pipefail`, python blocks
   `exec`ed in one namespace, so later blocks see earlier names.
@@ -145,7 +147,11 @@ def clone(tmp_path_factory, checkpoints):
     env.update(TOWHEE_HOME=str(base / 'towhee'), TORCH_HOME=str(base / 'torch'), XDG_CACHE_HOME=str(base / 'cache'),
                TIMESFORMER_BENCH_CACHE=str(base / 'bench'), TIMESFORMER_WEIGHTS_BASE_URL='http://127.0.0.1:9')
     subprocess.run(['bash', 'scripts/setup.sh'], cwd=work, env=env, check=True, capture_output=True)
-    return work, env
+    yield work, env
+    # setup.sh made the shared virtualenv's editable install of timesformer_video point at the copy, as it must for
+    # a new clone; point it back at this checkout for the tests that follow.
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-deps',
+                    '--no-build-isolation', '-e', str(ROOT)], check=True, capture_output=True)
 
 
 @pytest.mark.parametrize('doc', [doc for doc in DOCS if steps(doc)], ids=lambda doc: str(doc.relative_to(ROOT)))

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
-from timesformer_op import timesformer
-from timesformer_op.checkpoints import WeightsUnavailableError
-from timesformer_op.zoo import get_cfg, register_model
+
+from timesformer_video.classifier import ActionClassifier
+from timesformer_video.errors import WeightsUnavailableError
+from timesformer_video.zoo import get_cfg, register_model
 
 RELEASE = 'TimeSformer_divST_8x32_224_K400.pyth'
 
@@ -73,12 +74,12 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 def test_download_lands_in_the_torch_hub_cache_and_is_reused(server, tmp_path, tiny_weights):
-    op = timesformer(model_name=TINY)
+    op = ActionClassifier(model_name=TINY)
     assert [p.name for p in cache_dir(tmp_path).iterdir()] == [RELEASE]
     assert (cache_dir(tmp_path) / RELEASE).read_bytes() == tiny_weights.read_bytes()
     assert server.requests == 1
     server.close()  # offline from now on: the cached file must be enough
-    again = timesformer(model_name=TINY)
+    again = ActionClassifier(model_name=TINY)
     assert torch.equal(op.model.head.weight, again.model.head.weight)
 
 
@@ -86,7 +87,7 @@ def test_download_lands_in_the_torch_hub_cache_and_is_reused(server, tmp_path, t
 def test_truncated_download_leaves_no_cached_file(server, tmp_path, mode):
     server.mode = mode
     with pytest.raises(WeightsUnavailableError):
-        timesformer(model_name=TINY)
+        ActionClassifier(model_name=TINY)
     assert list(cache_dir(tmp_path).iterdir()) == []
 
 
@@ -96,7 +97,7 @@ def test_a_stalled_download_gives_up_after_the_read_timeout(server, tmp_path, mo
     (1 s here, `TIMESFORMER_DOWNLOAD_TIMEOUT`) instead of hanging, and caches nothing."""
     import time
 
-    from timesformer_op.checkpoints import DownloadStalledError
+    from timesformer_video.errors import DownloadStalledError
 
     monkeypatch.setenv('TIMESFORMER_DOWNLOAD_TIMEOUT', '1')
     if where == 'mid-body':
@@ -108,7 +109,7 @@ def test_a_stalled_download_gives_up_after_the_read_timeout(server, tmp_path, mo
         monkeypatch.setenv('TIMESFORMER_WEIGHTS_BASE_URL', f'http://127.0.0.1:{silent.getsockname()[1]}')
     started = time.monotonic()
     with pytest.raises(WeightsUnavailableError, match='read timeout') as info:
-        timesformer(model_name=TINY)
+        ActionClassifier(model_name=TINY)
     assert isinstance(info.value.__cause__, DownloadStalledError)
     assert 'TIMESFORMER_DOWNLOAD_TIMEOUT' in str(info.value)
     assert time.monotonic() - started < 60  # 1 s plus start-up; "hangs" would be forever
@@ -118,7 +119,7 @@ def test_a_stalled_download_gives_up_after_the_read_timeout(server, tmp_path, mo
 
 
 def test_the_read_timeout_must_be_a_positive_number(monkeypatch):
-    from timesformer_op.checkpoints import read_timeout_s
+    from timesformer_video.checkpoints import read_timeout_s
 
     monkeypatch.delenv('TIMESFORMER_DOWNLOAD_TIMEOUT', raising=False)
     assert read_timeout_s() == 60
@@ -134,11 +135,11 @@ def test_wrong_hash_leaves_no_cached_file(server, tmp_path, tiny_weights):
     cfg = get_cfg(TINY)
     register_model(dataclasses.replace(cfg, name='tiny_hashed', sha256='0' * 64))
     with pytest.raises(WeightsUnavailableError, match='hash'):
-        timesformer(model_name='tiny_hashed')
+        ActionClassifier(model_name='tiny_hashed')
     assert list(cache_dir(tmp_path).iterdir()) == []
     right = hashlib.sha256(tiny_weights.read_bytes()).hexdigest()
     register_model(dataclasses.replace(cfg, name='tiny_hashed_ok', sha256=right))
-    timesformer(model_name='tiny_hashed_ok')
+    ActionClassifier(model_name='tiny_hashed_ok')
     assert [p.name for p in cache_dir(tmp_path).iterdir()] == [RELEASE]
 
 
@@ -149,7 +150,7 @@ def test_offline_error_names_the_url_the_cache_path_and_the_weights_option(monke
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
     monkeypatch.setenv('TIMESFORMER_WEIGHTS_BASE_URL', f'http://127.0.0.1:{port}/mirror/')
     with pytest.raises(WeightsUnavailableError) as info:
-        timesformer(model_name=TINY)
+        ActionClassifier(model_name=TINY)
     message = str(info.value)
     assert f'http://127.0.0.1:{port}/mirror/{RELEASE}' in message
     assert str(cache_dir(tmp_path) / RELEASE) in message
@@ -157,7 +158,7 @@ def test_offline_error_names_the_url_the_cache_path_and_the_weights_option(monke
 
 
 def test_default_url_is_the_release_url(monkeypatch):
-    from timesformer_op.checkpoints import weights_url
+    from timesformer_video.checkpoints import weights_url
 
     monkeypatch.delenv('TIMESFORMER_WEIGHTS_BASE_URL', raising=False)
     assert weights_url(get_cfg('timesformer_k400_8x224')) == \

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY
-from timesformer_op import timesformer
-from timesformer_op.checkpoints import CheckpointError
 from towhee.types import VideoFrame
+
+from timesformer_video.classifier import ActionClassifier
+from timesformer_video.errors import CheckpointError
 
 
 @pytest.fixture(scope='module')
 def op(tiny_weights):
-    return timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
+    return ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu')
 
 
 @pytest.fixture(scope='module')
@@ -24,33 +25,34 @@ def tiny_sd(tiny_weights):
 
 def test_unknown_model_name_lists_the_zoo():
     with pytest.raises(ValueError, match='unknown model_name.*timesformer_k400_8x224'):
-        timesformer(model_name='timesformer_k400_8x225')
+        ActionClassifier(model_name='timesformer_k400_8x225')
 
 
 def test_supported_model_names_cover_the_releases():
-    from timesformer_op.timesformer import Timesformer
-
-    names = Timesformer.supported_model_names()
+    names = ActionClassifier.supported_model_names()
     for name in ['timesformer_k400_8x224', 'timesformer_k400_16x448', 'timesformer_k400_96x224',
                  'timesformer_k600_8x224', 'timesformer_ssv2_8x224']:
         assert name in names
+    assert ActionClassifier.supported_model_names('onnx') == names  # every model exports to every format
+    with pytest.raises(ValueError, match='format must be one of onnx, torchscript or None'):
+        ActionClassifier.supported_model_names('tensorrt')
 
 
 @pytest.mark.parametrize('topk', [0, -1, 401, 2.5, '3', True, None])
 def test_bad_topk(topk, tiny_weights):
     with pytest.raises(ValueError, match='topk must be an integer in 1..400'):
-        timesformer(model_name=TINY, weights=tiny_weights, topk=topk)
+        ActionClassifier(model_name=TINY, weights=tiny_weights, topk=topk)
 
 
 @pytest.mark.parametrize('classmap', [['a'] * 399, {i: 'x' for i in range(1, 401)}, 'abseiling', 42])
 def test_classmap_of_the_wrong_size_or_type(classmap, tiny_weights):
     with pytest.raises(ValueError, match='classmap'):
-        timesformer(model_name=TINY, weights=tiny_weights, classmap=classmap)
+        ActionClassifier(model_name=TINY, weights=tiny_weights, classmap=classmap)
 
 
 def test_classmap_replaces_the_labels(tiny_weights):
     names = [f'class {i}' for i in range(400)]
-    op = timesformer(model_name=TINY, weights=tiny_weights, classmap={i: n for i, n in enumerate(names)}, topk=400)
+    op = ActionClassifier(model_name=TINY, weights=tiny_weights, classmap={i: n for i, n in enumerate(names)}, topk=400)
     labels, scores, _ = op(np.zeros((8, 64, 64, 3), np.uint8))
     assert sorted(labels) == sorted(names) and len(scores) == 400
 
@@ -58,12 +60,12 @@ def test_classmap_replaces_the_labels(tiny_weights):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='only meaningful where CUDA is absent')
 def test_cuda_asked_for_without_cuda(tiny_weights):
     with pytest.raises(ValueError, match='CUDA is not available'):
-        timesformer(model_name=TINY, weights=tiny_weights, device='cuda')
+        ActionClassifier(model_name=TINY, weights=tiny_weights, device='cuda')
 
 
 def test_missing_weights_file(tmp_path):
     with pytest.raises(FileNotFoundError, match='weights file not found'):
-        timesformer(model_name=TINY, weights=tmp_path / 'nope.pth')
+        ActionClassifier(model_name=TINY, weights=tmp_path / 'nope.pth')
 
 
 FRAME = np.zeros((64, 80, 3), np.uint8)
@@ -110,14 +112,14 @@ def test_checkpoint_that_does_not_fit_names_the_keys_and_format(tiny_sd, tmp_pat
     edit_sd.pop('head_weight', None)
     path = _save({'model_state': {f'model.{k}': v for k, v in edit_sd.items()}}, tmp_path / 'bad.pyth')
     with pytest.raises(CheckpointError, match=match) as info:
-        timesformer(model_name=TINY, weights=path)
+        ActionClassifier(model_name=TINY, weights=path)
     assert 'original TimeSformer release (model_state)' in str(info.value)
     assert sd  # the unedited layout is the release's
 
 
 def test_full_size_checkpoint_into_the_small_model_lists_the_mismatches(checkpoints):
     with pytest.raises(CheckpointError, match=r'HF transformers.*shape mismatches: blocks\.0\.'):
-        timesformer(model_name=TINY, weights=checkpoints['hf_safetensors'])
+        ActionClassifier(model_name=TINY, weights=checkpoints['hf_safetensors'])
 
 
 class Config:
@@ -137,8 +139,8 @@ class RunsCode:
 def test_checkpoint_with_python_objects_needs_opt_in(tiny_sd, tmp_path):
     path = _save({'model_state': tiny_sd, 'cfg': Config()}, tmp_path / 'with_cfg.pyth')
     with pytest.raises(CheckpointError, match='trust_checkpoint=True'):
-        timesformer(model_name=TINY, weights=path)
-    op = timesformer(model_name=TINY, weights=path, trust_checkpoint=True)
+        ActionClassifier(model_name=TINY, weights=path)
+    op = ActionClassifier(model_name=TINY, weights=path, trust_checkpoint=True)
     assert op.model.head.weight.shape == (400, 48)
 
 
@@ -146,7 +148,7 @@ def test_pickle_that_runs_code_is_never_run_by_default(tiny_sd, tmp_path):
     marker = tmp_path / 'pwned'
     path = _save({'model_state': tiny_sd, 'evil': RunsCode(marker)}, tmp_path / 'evil.pth')
     with pytest.raises(CheckpointError, match='trust_checkpoint'):
-        timesformer(model_name=TINY, weights=path)
+        ActionClassifier(model_name=TINY, weights=path)
     assert not marker.exists()
 
 
@@ -159,7 +161,7 @@ def test_files_that_are_not_checkpoints(tiny_weights, tmp_path, content, match):
     data = tiny_weights.read_bytes()
     path.write_bytes(content if content is not None else data[:len(data) // 2])
     with pytest.raises(CheckpointError, match=match):
-        timesformer(model_name=TINY, weights=path)
+        ActionClassifier(model_name=TINY, weights=path)
 
 
 def test_truncated_safetensors(tmp_path, tiny_sd):
@@ -169,16 +171,16 @@ def test_truncated_safetensors(tmp_path, tiny_sd):
     save_file(tiny_sd, path)
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match='not a readable safetensors file'):
-        timesformer(model_name=TINY, weights=path)
+        ActionClassifier(model_name=TINY, weights=path)
 
 
 def test_directory_without_weights(tmp_path):
     (tmp_path / 'config.json').write_text('{}')
     with pytest.raises(CheckpointError, match='without model.safetensors or pytorch_model.bin'):
-        timesformer(model_name=TINY, weights=tmp_path)
+        ActionClassifier(model_name=TINY, weights=tmp_path)
 
 
 def test_weights_dir_is_expanded(tiny_weights, monkeypatch, tmp_path):
     monkeypatch.setenv('HOME', str(tmp_path))
     os.link(tiny_weights, tmp_path / 'tiny.pth')
-    assert timesformer(model_name=TINY, weights='~/tiny.pth').model is not None
+    assert ActionClassifier(model_name=TINY, weights='~/tiny.pth').model is not None

@@ -3,8 +3,6 @@
 Models are small same-architecture ones with random weights: these tests check plumbing, not accuracy.
 """
 
-import importlib
-import importlib.util
 import json
 import os
 import signal
@@ -14,9 +12,10 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from checkout import load_package
 from conftest import ROOT, TINY, run_until_first_chunk
-from make_video import make_video
+
+from timesformer_video.jobs import inputs, operators, results, runner
+from timesformer_video.synthetic import make_video
 
 VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
 TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
@@ -25,13 +24,6 @@ TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'e
 SLOW_CFG = {'name': 'timesformer_slow_test', 'base': 'timesformer_k400_8x224', 'embed_dim': 192, 'depth': 6,
             'num_heads': 3}
 COMPARED = ('path', 'model', 'duration', 'labels', 'scores', 'error')  # all but the timings
-
-
-load_package('jobs', ROOT / 'jobs')
-inputs = importlib.import_module('jobs.inputs')
-results = importlib.import_module('jobs.results')
-runner = importlib.import_module('jobs.runner')
-operators = importlib.import_module('jobs.operators')
 
 
 @pytest.fixture(scope='session')
@@ -204,7 +196,7 @@ def test_ray_engine_with_two_workers_gives_the_local_engines_rows(collection, ti
 def test_milvus_lite_reindexing_replaces_a_path_and_search_lists_the_nearest(collection, tiny_spec, tiny_args,
                                                                              tmp_path):
     pytest.importorskip('milvus_lite')
-    from jobs.milvus_store import MilvusStore
+    from timesformer_video.jobs.milvus_store import MilvusStore
 
     db = tmp_path / 'videos.db'
     first = runner.run_index([collection], tmp_path / 'r.parquet', tiny_spec, milvus=str(db), progress=False)

@@ -6,7 +6,6 @@ nothing, a Milvus Lite database in use by another process; and the collection mi
 Models are the tiny same-architecture one with random weights; clips are generated.
 """
 
-import importlib
 import json
 import os
 import shutil
@@ -17,21 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from checkout import load_package
 from conftest import ROOT, TINY
-from make_video import make_video
+
+from timesformer_video.jobs import errors, inputs, milvus_store, operators, results, runner
+from timesformer_video.synthetic import make_video
 
 VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
 TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
             'num_heads': 4}  # the record conftest's tiny_weights registers
-
-load_package('jobs', ROOT / 'jobs')
-errors = importlib.import_module('jobs.errors')
-inputs = importlib.import_module('jobs.inputs')
-milvus_store = importlib.import_module('jobs.milvus_store')
-operators = importlib.import_module('jobs.operators')
-results = importlib.import_module('jobs.results')
-runner = importlib.import_module('jobs.runner')
 
 
 def clip(path, seed):
@@ -233,9 +225,11 @@ def test_a_finished_output_is_not_extended_with_other_weights_or_topk(tiny_weigh
 def test_the_released_weights_and_the_same_file_named_with_weights_are_the_same_settings(tiny_weights, tmp_path,
                                                                                          monkeypatch):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
-    package = operators.operator_package()
+    from timesformer_video.checkpoints import cache_path
+    from timesformer_video.zoo import get_cfg
+
     operators.register_model_cfg(TINY_CFG)
-    released = package.checkpoints.cache_path(package.zoo.get_cfg(TINY))
+    released = cache_path(get_cfg(TINY))
     released.parent.mkdir(parents=True)
     shutil.copy(tiny_weights, released)
     clips = tmp_path / 'clips'

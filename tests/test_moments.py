@@ -6,7 +6,6 @@ separately encoded copy of the middle segment must find that video at 4000-8000 
 checked against the output file's rows, resume against the windows a clean run makes, Ray against the local engine.
 """
 
-import importlib
 import json
 import os
 import shutil
@@ -20,9 +19,10 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from checkout import load_package
 from conftest import ROOT, TINY, run_until_first_chunk
-from make_video import make_video
+
+from timesformer_video.jobs import milvus_store, moments, operators, results, runner
+from timesformer_video.synthetic import make_video
 
 VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
 TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
@@ -32,13 +32,6 @@ SLOW_CFG = {'name': 'timesformer_slow_test', 'base': 'timesformer_k400_8x224', '
 CHROMIUM = shutil.which('chromium') or 'chromium'  # scripts/setup.sh installs it
 FPS = 8
 SEGMENT_COLOURS = ((30, 200, 40), (210, 40, 30), (40, 60, 220))  # green, red, blue; 4 s each
-
-load_package('jobs', ROOT / 'jobs')
-milvus_store = importlib.import_module('jobs.milvus_store')
-moments = importlib.import_module('jobs.moments')
-operators = importlib.import_module('jobs.operators')
-results = importlib.import_module('jobs.results')
-runner = importlib.import_module('jobs.runner')
 
 
 def segment_frame(i: int, colour, size=(96, 64)) -> np.ndarray:

@@ -19,11 +19,12 @@ import threading
 
 import numpy as np
 import pytest
-from checkout import load_package
 from conftest import ROOT, TINY
-from make_video import make_video
-from timesformer_op import timesformer
 from towhee.types import VideoFrame
+
+from timesformer_video.classifier import ActionClassifier
+from timesformer_video.decode import VideoDecoder
+from timesformer_video.synthetic import make_video
 
 THREADS, CALLS = 16, 50
 JOIN_LIMIT_S = 120  # all threads of one test; a deadlock fails the test instead of hanging CI
@@ -69,12 +70,7 @@ def outcome(fn):
 
 @pytest.fixture(scope='module')
 def op(tiny_weights):
-    return timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
-
-
-@pytest.fixture(scope='module')
-def vd():
-    return load_package('video_decode_op', ROOT / 'video_decode')
+    return ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu')
 
 
 @pytest.fixture(scope='module')
@@ -85,7 +81,7 @@ def videos(tmp_path_factory):
                            fps=10, gop=4 + i, vfr=i == 7, seed=i)) for i in range(10)]
 
 
-def mixed_inputs(vd, videos):
+def mixed_inputs(videos):
     """50 inputs, each a callable giving what op() takes: arrays of many shapes, BGR VideoFrames, lazy frames
     shared by all threads, lazy frames each thread decodes itself, and 5 bad inputs that must fail on their own."""
     rng = np.random.default_rng(7)
@@ -98,17 +94,17 @@ def mixed_inputs(vd, videos):
             inputs.append(lambda frames=frames: frames)
         else:
             inputs.append(lambda clip=clip: clip)
-    shared = [vd.ffmpeg()(path) for path in videos]
+    shared = [VideoDecoder()(path) for path in videos]
     inputs += [lambda lazy=lazy: lazy for lazy in shared]
-    inputs += [lambda path=path: vd.ffmpeg()(path) for path in videos]
+    inputs += [lambda path=path: VideoDecoder()(path) for path in videos]
     inputs += [lambda: [], lambda: np.zeros((8, 32, 32, 4), np.uint8), lambda: [np.zeros((8, 8, 3), np.float32)],
-               lambda: vd.ffmpeg()(videos[0] + '.missing'), lambda: 'not frames']
+               lambda: VideoDecoder()(videos[0] + '.missing'), lambda: 'not frames']
     assert len(inputs) == CALLS
     return inputs
 
 
-def test_16_threads_x_50_calls_through_one_operator_equal_serial_calls(op, vd, videos):
-    inputs = mixed_inputs(vd, videos)
+def test_16_threads_x_50_calls_through_one_operator_equal_serial_calls(op, videos):
+    inputs = mixed_inputs(videos)
     serial = [outcome(lambda make=make: op(make())) for make in inputs]
     assert sum(len(s) == 3 for s in serial) == 45  # 45 results, 5 errors
     fds = open_fds()
@@ -123,10 +119,10 @@ def test_16_threads_x_50_calls_through_one_operator_equal_serial_calls(op, vd, v
     assert open_fds() == fds
 
 
-def test_16_threads_calling_batch_equal_serial_batches(op, vd, videos):
+def test_16_threads_calling_batch_equal_serial_batches(op, videos):
     """op.batch from 16 threads at once, 5 batches of 10 videos each (800 clips): equal to the same batches run
     one after another."""
-    inputs = mixed_inputs(vd, videos)[:45]  # the valid ones: one bad video fails its whole batch, by design
+    inputs = mixed_inputs(videos)[:45]  # the valid ones: one bad video fails its whole batch, by design
     batches = [[inputs[(b * 7 + j * 3) % 45] for j in range(10)] for b in range(5)]
 
     def run(batch):
@@ -154,18 +150,14 @@ PIPELINE_SCRIPT = textwrap.dedent('''
                      ops.action_classification.timesformer(model_name=tiny['name'], weights=weights, device='cpu'))
                 .output('path', 'labels', 'scores', 'features'))
 
-    # TINY must be in the zoo of the package Towhee loaded from its cache. Building once makes Towhee load it (and
-    # fails: the name is not registered there yet); register it in that module, then build again.
-    try:
-        build()
-        sys.exit('the tiny model resolved before it was registered')
-    except RuntimeError as e:
-        assert 'unknown model_name' in str(e), str(e)[:500]
-    suffix = os.path.join('timesformer', 'versions', 'main', 'zoo.py')
-    zoo = next(m for m in list(sys.modules.values()) if (getattr(m, '__file__', None) or '').endswith(suffix))
+    # The operator Towhee loads from its cache imports the installed package: TINY registered here is in its zoo.
+    from timesformer_video.zoo import get_cfg, register_model
     fields = {k: v for k, v in tiny.items() if k not in ('name', 'base')}
-    zoo.register_model(dataclasses.replace(zoo.get_cfg(tiny['base']), name=tiny['name'], **fields))
+    register_model(dataclasses.replace(get_cfg(tiny['base']), name=tiny['name'], **fields))
     p = build()
+    suffix = os.path.join('timesformer', 'versions', 'main', 'timesformer.py')
+    operator_module = next(m.__name__ for m in list(sys.modules.values())
+                           if (getattr(m, '__file__', None) or '').endswith(suffix))
 
     def row(queue):
         path, labels, scores, features = queue.get()
@@ -198,14 +190,14 @@ PIPELINE_SCRIPT = textwrap.dedent('''
     gc.collect()
     print(json.dumps({'alive': sum(t.is_alive() for t in pool), 'errors': errors, 'differ': len(differ),
                       'failures': failures, 'fds_before': fds, 'fds_after': len(os.listdir('/proc/self/fd')),
-                      'serial': serial, 'zoo_module': zoo.__name__}))
+                      'serial': serial, 'operator_module': operator_module}))
 ''')
 
 
-def test_16_threads_x_50_calls_through_a_towhee_pipeline_from_the_towhee_cache(op, vd, videos, tiny_weights,
+def test_16_threads_x_50_calls_through_a_towhee_pipeline_from_the_towhee_cache(op, videos, tiny_weights,
                                                                               tmp_path):
     """`ops.action_classification.timesformer` and `ops.video_decode.ffmpeg` resolved from a fresh Towhee cache
-    (TOWHEE_HOME) in a subprocess, TINY registered in the zoo of the module Towhee loaded; 16 threads each run
+    (TOWHEE_HOME) in a subprocess, TINY registered in the installed package's zoo; 16 threads each run
     `pipe.batch` over 50 paths (800 pipeline calls, every node in Towhee's thread pool, one shared operator) plus
     one missing file: identical to serial calls, and to this process's operator; no descriptor leaked."""
     home = tmp_path / 'towhee'
@@ -218,7 +210,7 @@ def test_16_threads_x_50_calls_through_a_towhee_pipeline_from_the_towhee_cache(o
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got['zoo_module'].startswith('towhee.operator.action_classification.timesformer')  # Towhee's load
+    assert got['operator_module'].startswith('towhee.operator.action_classification.timesformer')  # Towhee's load
     assert got['alive'] == 0 and got['errors'] == []
     assert got['differ'] == 0, f"{got['differ']} of {THREADS * CALLS} pipeline calls differ from serial calls"
     assert len(got['failures']) == THREADS
@@ -226,7 +218,7 @@ def test_16_threads_x_50_calls_through_a_towhee_pipeline_from_the_towhee_cache(o
     assert got['fds_after'] == got['fds_before']
     for path in videos:  # the cached operator in another process computes what this one does
         p_path, labels, scores, features = got['serial'][path]
-        mine = op(vd.ffmpeg()(path))
+        mine = op(VideoDecoder()(path))
         assert p_path == path and labels == mine[0]
         np.testing.assert_allclose(scores, mine[1], rtol=0, atol=1e-6)
         np.testing.assert_allclose(np.frombuffer(bytes.fromhex(features), np.float32), mine[2], rtol=0, atol=1e-6)

@@ -5,8 +5,6 @@ video, rows finished before a kill kept as they were. Processes are killed for r
 points chosen by a seeded random generator, so every CI run injects the same faults. The model is conftest's TINY.
 """
 
-import importlib
-import importlib.util
 import json
 import os
 import random
@@ -22,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from checkout import load_package
 from conftest import ROOT, TINY
-from make_video import make_video
-from timesformer_op import timesformer
+
+from timesformer_video.classifier import ActionClassifier
+from timesformer_video.decode import VideoDecoder
+from timesformer_video.synthetic import make_video
 
 RELEASE = 'TimeSformer_divST_8x32_224_K400.pyth'  # TINY's record is a copy of the 8x224 one: same file name
 TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
@@ -96,16 +95,12 @@ class StallingServer:
 
 
 DOWNLOAD_SCRIPT = textwrap.dedent('''
-    import dataclasses, importlib.util, json, sys
+    import dataclasses, json, sys
+    from timesformer_video import ActionClassifier, zoo
     root, tiny = sys.argv[1], json.loads(sys.argv[2])
-    spec = importlib.util.spec_from_file_location('timesformer_op', root + '/__init__.py',
-                                                  submodule_search_locations=[root])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules['timesformer_op'] = package
-    spec.loader.exec_module(package)
     fields = {k: v for k, v in tiny.items() if k not in ('name', 'base')}
-    package.zoo.register_model(dataclasses.replace(package.zoo.get_cfg(tiny['base']), name=tiny['name'], **fields))
-    package.timesformer(model_name=tiny['name'], device='cpu')  # weights=None: the release file, downloaded
+    zoo.register_model(dataclasses.replace(zoo.get_cfg(tiny['base']), name=tiny['name'], **fields))
+    ActionClassifier(model_name=tiny['name'], device='cpu')  # weights=None: the release file, downloaded
     print('loaded')
 ''')
 
@@ -149,7 +144,7 @@ def test_a_download_killed_midway_leaves_no_cached_file_and_the_next_run_succeed
         server.stall = False  # the network is back
         monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
         monkeypatch.setenv('TIMESFORMER_WEIGHTS_BASE_URL', server.url)
-        op = timesformer(model_name=TINY, device='cpu')
+        op = ActionClassifier(model_name=TINY, device='cpu')
         assert (cache / RELEASE).read_bytes() == payload
         assert op(np.zeros((8, 64, 64, 3), np.uint8))[2].shape == (48,)
         assert sorted(p.name for p in cache.iterdir() if p.name != RELEASE) == leftovers  # fresh: maybe in use
@@ -159,7 +154,7 @@ def test_a_download_killed_midway_leaves_no_cached_file_and_the_next_run_succeed
             os.utime(cache / name, (old, old))
         running = cache / f'{RELEASE}.{"0" * 32}.partial'  # another process downloading right now
         running.write_bytes(b'in progress')
-        timesformer(model_name=TINY, device='cpu')  # a cache hit also tidies up
+        ActionClassifier(model_name=TINY, device='cpu')  # a cache hit also tidies up
         assert sorted(p.name for p in cache.iterdir()) == sorted([RELEASE, running.name])
         assert server.requests == 3  # two killed downloads and one complete: the cache hit fetched nothing
     finally:
@@ -169,9 +164,9 @@ def test_a_download_killed_midway_leaves_no_cached_file_and_the_next_run_succeed
 # --- the batch job killed with SIGKILL, again and again ----------------------------------------------------------
 
 def _load_jobs():
-    load_package('jobs', ROOT / 'jobs')
-    return importlib.import_module('jobs.runner'), importlib.import_module('jobs.results'), \
-        importlib.import_module('jobs.operators')
+    from timesformer_video.jobs import operators, results, runner
+
+    return runner, results, operators
 
 
 @pytest.fixture(scope='module')
@@ -247,10 +242,9 @@ def test_the_batch_job_killed_with_sigkill_at_random_points_always_resumes_to_on
     assert sorted(errors) == sorted(inputs[-2:])
     assert errors[inputs[-2]].startswith('NotAVideoError') and errors[inputs[-1]].startswith('FileNotFoundError')
 
-    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
-    vd = load_package('video_decode_op', ROOT / 'video_decode')
+    op = ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu')
     for row in rows[:-2]:
-        labels, scores, features = op(vd.ffmpeg()(row['path']))
+        labels, scores, features = op(VideoDecoder()(row['path']))
         assert row['labels'] == labels
         np.testing.assert_allclose(row['scores'], scores, rtol=0, atol=1e-6)
         np.testing.assert_allclose(row['feature'], features, rtol=0, atol=1e-6)

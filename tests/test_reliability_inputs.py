@@ -9,8 +9,6 @@ blocks, 48-d), so these test plumbing, not accuracy.
 
 import functools
 import http.server
-import importlib
-import importlib.util
 import json
 import pickle
 import shutil
@@ -27,14 +25,16 @@ import av
 import numpy as np
 import pytest
 import torch
-from checkout import load_package
 from conftest import ROOT, TINY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from make_video import make_video, read_index
-from timesformer_op import timesformer
-from timesformer_op.checkpoints import CheckpointError
 from towhee.types import VideoFrame
+
+from timesformer_video import errors
+from timesformer_video.classifier import ActionClassifier
+from timesformer_video.decode import VideoDecoder
+from timesformer_video.errors import CheckpointError
+from timesformer_video.synthetic import make_video, read_index
 
 CALL_LIMIT_S = 120  # no single call may take longer: generous for a 2-core machine under load, far below a hang
 
@@ -60,13 +60,7 @@ def bounded(fn, seconds=CALL_LIMIT_S):
 
 @pytest.fixture(scope='module')
 def op(tiny_weights):
-    return timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
-
-
-@pytest.fixture(scope='module')
-def vd():
-    """The decoder package (the name test_views_windows uses, so it is loaded once per session)."""
-    return load_package('video_decode_op', ROOT / 'video_decode')
+    return ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu')
 
 
 def assert_valid_result(result, topk=5, dim=48):
@@ -201,39 +195,39 @@ BAD_VIDEOS = [
 
 
 @pytest.mark.parametrize('case, error, message', BAD_VIDEOS, ids=[c[0] for c in BAD_VIDEOS])
-def test_bad_video_through_decoder_and_operator_raises_one_clear_error_fast(op, vd, files, case, error, message):
-    error = getattr(vd.video_decoder, error) if isinstance(error, str) else error
+def test_bad_video_through_decoder_and_operator_raises_one_clear_error_fast(op, files, case, error, message):
+    error = getattr(errors, error) if isinstance(error, str) else error
     path = f'http://127.0.0.1:{free_port()}/clip.mp4' if case == 'refused_url' else files(case)
     started = time.process_time()  # CPU time: "fast" without depending on the machine's load (wall: `bounded`)
     with pytest.raises(error, match=message) as info:
-        bounded(lambda: op(vd.ffmpeg()(path)))
+        bounded(lambda: op(VideoDecoder()(path)))
     assert time.process_time() - started < 10
     assert path in str(info.value)  # says which input: the user's own path or URL
 
 
-def test_a_video_deleted_or_cut_after_it_was_opened_says_so_on_the_next_read(op, vd, files, tmp_path):
+def test_a_video_deleted_or_cut_after_it_was_opened_says_so_on_the_next_read(op, files, tmp_path):
     """LazyFrames re-open the file on every access: a file that changed in between is a clear error, not garbage."""
     deleted = Path(shutil.copy(files('clip'), tmp_path / 'deleted.mp4'))
-    frames = vd.ffmpeg()(str(deleted))
+    frames = VideoDecoder()(str(deleted))
     deleted.unlink()
     with pytest.raises(FileNotFoundError, match='video file not found'):
         bounded(lambda: op(frames))
     cut = Path(shutil.copy(files('clip'), tmp_path / 'cut.mp4'))
-    frames = vd.ffmpeg()(str(cut))
+    frames = VideoDecoder()(str(cut))
     cut.write_bytes(cut.read_bytes()[:cut.stat().st_size // 2])
-    with pytest.raises(vd.video_decoder.NotAVideoError, match='moov atom'):
+    with pytest.raises(errors.NotAVideoError, match='moov atom'):
         bounded(lambda: op(frames))
 
 
-def test_truncated_mid_gop_classifies_exactly_the_readable_frames(op, vd, files):
+def test_truncated_mid_gop_classifies_exactly_the_readable_frames(op, files):
     """A half-downloaded video: lazily, `len` counts only the frames that are complete and `error` says where it
     stops; the operator then classifies the readable part, identical to the same frames of the complete file. The
     sampled decoder refuses (its sample would be of the wrong frames)."""
-    frames = vd.ffmpeg()(files('truncated_mid_gop'))
+    frames = VideoDecoder()(files('truncated_mid_gop'))
     n = len(frames)
     assert 0 < n < 100 and 'stops after frame' in str(frames.error)
     assert n % 25, 'the cut should fall inside a GOP (GOP 25)'
-    complete = vd.ffmpeg()(files('long_gop_faststart'))
+    complete = VideoDecoder()(files('long_gop_faststart'))
     readable = complete.take(range(n))
     assert [read_index(f) for f in frames.take(range(n))] == list(range(n))
     with pytest.warns(UserWarning, match=r'stops after frame .*classifying those \d+ frames') as caught:
@@ -241,8 +235,8 @@ def test_truncated_mid_gop_classifies_exactly_the_readable_frames(op, vd, files)
     assert type(caught[0].message).__name__ == 'TruncatedVideoWarning'
     want = op(readable)
     assert got[0] == want[0] and got[1] == want[1] and np.array_equal(got[2], want[2])
-    with pytest.raises(vd.video_decoder.CorruptVideoError, match='stops after frame'):
-        vd.ffmpeg(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(files('truncated_mid_gop'))
+    with pytest.raises(errors.CorruptVideoError, match='stops after frame'):
+        VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(files('truncated_mid_gop'))
 
 
 # (case, decoded frame shape, check the drawn frame index)
@@ -264,10 +258,10 @@ ODD_VIDEOS = [
 
 
 @pytest.mark.parametrize('case, shape, indexed', ODD_VIDEOS, ids=[c[0] for c in ODD_VIDEOS])
-def test_odd_videos_decode_to_rgb_uint8_and_classify(op, vd, files, case, shape, indexed):
+def test_odd_videos_decode_to_rgb_uint8_and_classify(op, files, case, shape, indexed):
     """Grayscale, 4:4:4, 10/16-bit, 1x1, an image under a video name, portrait, VFR, a unicode path: RGB uint8
     frames of the displayed size; the operator upsamples tiny frames to its crop (decided: no error)."""
-    frames = vd.ffmpeg()(files(case))
+    frames = VideoDecoder()(files(case))
     sample = frames.take(range(min(len(frames), 8)))
     for frame in sample:
         assert isinstance(frame, VideoFrame) and frame.mode == 'RGB'
@@ -280,21 +274,15 @@ def test_odd_videos_decode_to_rgb_uint8_and_classify(op, vd, files, case, shape,
 
 
 EIGHT_K_SCRIPT = textwrap.dedent('''
-    import dataclasses, importlib.util, json, sys, time
+    import dataclasses, json, sys, time
     import numpy as np, torch
+    from timesformer_video import ActionClassifier, VideoDecoder, zoo
     root, weights, path = sys.argv[1:4]
-    spec = importlib.util.spec_from_file_location('timesformer_op', root + '/__init__.py',
-                                                  submodule_search_locations=[root])
-    op_pkg = importlib.util.module_from_spec(spec); sys.modules['timesformer_op'] = op_pkg
-    spec.loader.exec_module(op_pkg)
-    spec = importlib.util.spec_from_file_location('vd', root + '/video_decode/__init__.py')
-    vd = importlib.util.module_from_spec(spec); sys.modules['vd'] = vd; spec.loader.exec_module(vd)
-    zoo = op_pkg.zoo
     zoo.register_model(dataclasses.replace(zoo.get_cfg('timesformer_k400_8x224'), name='tiny', image_size=64,
                                            embed_dim=48, depth=2, num_heads=4))
-    op = op_pkg.timesformer(model_name='tiny', weights=weights, device='cpu')
+    op = ActionClassifier(model_name='tiny', weights=weights, device='cpu')
     op(np.zeros((8, 64, 64, 3), np.uint8))  # warm up
-    frames = vd.ffmpeg()(path)
+    frames = VideoDecoder()(path)
     def status_mb(key):  # VmRSS: now; VmHWM: the peak (ru_maxrss would include the parent's, from before exec)
         return int(open('/proc/self/status').read().split(key + ':')[1].split()[0]) / 1024
     try:
@@ -329,7 +317,7 @@ def test_8k_video_decodes_full_size_and_the_operator_resizes_frame_by_frame(tiny
     assert got['after_mb'] - got['before_mb'] < 2000
 
 
-def test_corrupted_bytes_anywhere_give_a_decode_error_or_a_valid_result_never_anything_else(op, vd, files,
+def test_corrupted_bytes_anywhere_give_a_decode_error_or_a_valid_result_never_anything_else(op, files,
                                                                                              tmp_path):
     """24 damaged copies (random bytes overwritten at random places, three containers/codecs): each call either
     classifies what FFmpeg could decode (it conceals some damage) or raises a VideoDecodeError; no other exception
@@ -345,9 +333,9 @@ def test_corrupted_bytes_anywhere_give_a_decode_error_or_a_valid_result_never_an
         path = tmp_path / f'damaged_{seed}{Path(sources[seed % 3]).suffix}'
         path.write_bytes(bytes(data))
         try:
-            assert_valid_result(bounded(lambda: op(vd.ffmpeg()(str(path))), seconds=15))  # noqa: B023 - runs now
+            assert_valid_result(bounded(lambda: op(VideoDecoder()(str(path))), seconds=15))  # noqa: B023 - runs now
             outcomes.append('ok')
-        except vd.video_decoder.VideoDecodeError as e:
+        except errors.VideoDecodeError as e:
             assert str(path) in str(e)
             outcomes.append(type(e).__name__)
     print('damaged videos:', {o: outcomes.count(o) for o in sorted(set(outcomes))})
@@ -534,7 +522,7 @@ def test_bad_checkpoint_is_a_checkpoint_error_naming_the_file_and_runs_no_code(t
     marker = tmp_path / 'code_ran'
     path = _bad_checkpoint(case, tiny_sd, tmp_path, marker)
     with pytest.raises(CheckpointError, match=message) as info:
-        bounded(lambda: timesformer(model_name=TINY, weights=path))
+        bounded(lambda: ActionClassifier(model_name=TINY, weights=path))
     assert str(path) in str(info.value)
     assert not marker.exists()
 
@@ -545,8 +533,8 @@ def test_trust_checkpoint_takes_only_a_real_true(tiny_sd, tmp_path):
     path = _bad_checkpoint('legacy_format_pickle_that_runs_code', tiny_sd, tmp_path, marker)
     for value in ('false', 'no', 1, None):
         with pytest.raises(ValueError, match=f'trust_checkpoint must be True or False, got {value!r}'):
-            timesformer(model_name=TINY, weights=path, trust_checkpoint=value)
-    from timesformer_op.checkpoints import load_checkpoint
+            ActionClassifier(model_name=TINY, weights=path, trust_checkpoint=value)
+    from timesformer_video.checkpoints import load_checkpoint
     with pytest.raises(CheckpointError, match='trust_checkpoint=True'):
         load_checkpoint(path, trust_checkpoint='false')  # the loader itself also wants True
     assert not marker.exists()
@@ -555,10 +543,10 @@ def test_trust_checkpoint_takes_only_a_real_true(tiny_sd, tmp_path):
 def test_half_precision_checkpoint_loads_as_float32(tiny_sd, tiny_weights, tmp_path):
     path = tmp_path / 'fp16.pth'
     torch.save({k: v.half() for k, v in tiny_sd.items()}, path)
-    op = timesformer(model_name=TINY, weights=path, device='cpu')
+    op = ActionClassifier(model_name=TINY, weights=path, device='cpu')
     assert all(p.dtype == torch.float32 for p in op.model.parameters())
     clip = np.random.default_rng(3).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
-    reference = timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
+    reference = ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu')
     assert np.abs(op(clip)[2] - reference(clip)[2]).max() < 1e-2
 
 
@@ -593,8 +581,8 @@ def test_weights_given_as_a_url_or_a_local_file_fetch_nothing(tiny_weights, monk
         monkeypatch.setenv('TIMESFORMER_WEIGHTS_BASE_URL', server.url)
         monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
         with pytest.raises(FileNotFoundError, match='weights file not found'):
-            timesformer(model_name=TINY, weights=f'{server.url}/{TINY}.pth')
-        assert timesformer(model_name=TINY, weights=tiny_weights).model is not None
+            ActionClassifier(model_name=TINY, weights=f'{server.url}/{TINY}.pth')
+        assert ActionClassifier(model_name=TINY, weights=tiny_weights).model is not None
         assert server.requests == 0
         assert not (tmp_path / 'torch').exists()  # nothing cached either
     finally:
@@ -606,7 +594,7 @@ def test_job_rows_name_videos_as_the_user_did_and_fetch_nothing(jobs_cli, tiny_w
     """Security: each row's `path` is the user's own (a relative path made absolute, a symlink kept as named: no
     resolved target, no temporary copy), and a job over local files with local weights makes no request, even with
     a weights mirror configured."""
-    runner, operators = importlib.import_module('jobs.runner'), importlib.import_module('jobs.operators')
+    from timesformer_video.jobs import operators, runner
     (tmp_path / 'videos').mkdir()
     link = tmp_path / 'videos' / 'link.mp4'
     link.symlink_to(files('clip'))
@@ -658,17 +646,17 @@ BAD_OPERATOR_ARGS = {
 def test_invalid_operator_argument_fails_at_construction(tiny_weights, case):
     kwargs, message = BAD_OPERATOR_ARGS[case]
     with pytest.raises(ValueError, match=message):
-        timesformer(**{'model_name': TINY, 'weights': tiny_weights, **kwargs})
+        ActionClassifier(**{'model_name': TINY, 'weights': tiny_weights, **kwargs})
 
 
 def test_weights_of_the_wrong_type_is_a_type_error(tiny_weights):
     for weights in (123, ['a.pth']):
         with pytest.raises(TypeError, match='expected str, bytes or os.PathLike'):
-            timesformer(model_name=TINY, weights=weights)
+            ActionClassifier(model_name=TINY, weights=weights)
 
 
 def test_numpy_integers_are_integers(tiny_weights):
-    op = timesformer(model_name=TINY, weights=tiny_weights, topk=np.int64(3))
+    op = ActionClassifier(model_name=TINY, weights=tiny_weights, topk=np.int64(3))
     assert op.topk == 3 and type(op.topk) is int
     assert len(op(np.zeros((8, 64, 64, 3), np.uint8))[0]) == 3
 
@@ -676,7 +664,7 @@ def test_numpy_integers_are_integers(tiny_weights):
 def test_calls_that_need_other_settings_say_which(op, tiny_weights):
     with pytest.raises(ValueError, match='iter_windows needs the operator made with window='):
         next(op.iter_windows([FRAME] * 8))
-    windowed = timesformer(model_name=TINY, weights=tiny_weights, window=1)
+    windowed = ActionClassifier(model_name=TINY, weights=tiny_weights, window=1)
     with pytest.raises(ValueError, match='batch\\(\\) returns one result per video'):
         windowed.batch([[FRAME] * 8])
 
@@ -697,15 +685,16 @@ BAD_DECODER_ARGS = [
 
 
 @pytest.mark.parametrize('kwargs, message', BAD_DECODER_ARGS, ids=[str(a[0]) for a in BAD_DECODER_ARGS])
-def test_invalid_decoder_argument_fails_at_construction(vd, kwargs, message):
+def test_invalid_decoder_argument_fails_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        vd.ffmpeg(**kwargs)
+        VideoDecoder(**kwargs)
 
 
 @pytest.fixture(scope='module')
 def jobs_cli():
-    load_package('jobs', ROOT / 'jobs')
-    return importlib.import_module('jobs.cli')
+    from timesformer_video.jobs import cli
+
+    return cli
 
 
 @pytest.mark.parametrize('extra, message, status', [

@@ -10,8 +10,9 @@ import av
 import numpy as np
 import pytest
 from conftest import PARITY_FEATURES, PARITY_SCORES
-from make_video import make_video
 from reference import hf_outputs, reference_clip
+
+from timesformer_video.synthetic import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,11 @@ import pytest
 import torch
 from conftest import FORMATS, PARITY_FEATURES, PARITY_SCORES, TINY
 from reference import hf_outputs, random_frames, reference_clip
-from timesformer_op import timesformer
-from timesformer_op.preprocess import clip_to_tensor, select_frames
 from towhee.types import VideoFrame
+
+from timesformer_video.classifier import ActionClassifier
+from timesformer_video.transform import ClipTransform
+from timesformer_video.zoo import get_cfg
 
 
 def assert_matches_hf(op, hf_model, frames, num_frames=8, reference=None):
@@ -48,7 +50,7 @@ def test_the_release_pyth_loads_the_same_weights_and_matches_hf(checkpoints, pla
                                                                hf_reference, hf_model):
     """The original release format at full size: bit-identical parameters to the plain state dict, and the whole
     path against HF again."""
-    op = timesformer(weights=checkpoints['pyth'], device='cpu')
+    op = ActionClassifier(weights=checkpoints['pyth'], device='cpu')
     ours, reference = op.model.state_dict(), plain_op.model.state_dict()
     assert ours.keys() == reference.keys() and all(torch.equal(ours[k], reference[k]) for k in ours)
     assert_matches_hf(op, hf_model, format_frames, reference=hf_reference)
@@ -56,7 +58,7 @@ def test_the_release_pyth_loads_the_same_weights_and_matches_hf(checkpoints, pla
 
 @pytest.fixture(scope='module')
 def tiny_plain_op(tiny_checkpoints):
-    return timesformer(model_name=TINY, weights=tiny_checkpoints['plain'], device='cpu')
+    return ActionClassifier(model_name=TINY, weights=tiny_checkpoints['plain'], device='cpu')
 
 
 @pytest.mark.parametrize('fmt', FORMATS)
@@ -64,7 +66,7 @@ def test_every_checkpoint_format_loads_the_same_weights_and_matches_hf(fmt, tiny
                                                                        tiny_hf_model):
     """Each format, saved from HF's small same-architecture model (reading a format is key names and nesting, not
     model size), loads bit-identical parameters and gives HF's result through the whole path."""
-    op = timesformer(model_name=TINY, weights=tiny_checkpoints[fmt], device='cpu')
+    op = ActionClassifier(model_name=TINY, weights=tiny_checkpoints[fmt], device='cpu')
     ours, reference = op.model.state_dict(), tiny_plain_op.model.state_dict()
     assert ours.keys() == reference.keys()
     assert all(torch.equal(ours[k], reference[k]) for k in ours), fmt
@@ -79,7 +81,6 @@ def test_every_checkpoint_format_loads_the_same_weights_and_matches_hf(fmt, tiny
 
 def test_kinetics_labels_are_the_400_names_in_index_order():
     import torchvision
-    from timesformer_op.zoo import get_cfg
 
     assert get_cfg('timesformer_k400_8x224').labels == list(torchvision.models._meta._KINETICS400_CATEGORIES)
 
@@ -105,7 +106,7 @@ def test_sixteen_frames_into_the_8_frame_model_use_nearest_time_embedding(checkp
     src = [i * 8 // 16 for i in range(16)]  # nearest: floor(i * in / out)
     with torch.no_grad():
         hf16.timesformer.embeddings.time_embeddings.copy_(old[:, src])
-    op = timesformer(weights=checkpoints['pyth'], skip_preprocess=True, device='cpu')
+    op = ActionClassifier(weights=checkpoints['pyth'], skip_preprocess=True, device='cpu')
     frames = random_frames(16, 224, 224, seed=3)
     assert_matches_hf(op, hf16, frames, num_frames=None)
 
@@ -137,7 +138,7 @@ def test_larger_crop_uses_nearest_position_embedding(plain_op, hf_model):
 @pytest.mark.parametrize('shape', [(30, 240, 320), (30, 360, 202), (5, 224, 224), (3, 17, 600)])
 def test_preprocessing_matches_the_seed_transform_on_odd_sizes(shape):
     frames = random_frames(*shape, seed=5)
-    ours = clip_to_tensor(select_frames(list(frames), 8), 224, (0.45,) * 3, (0.225,) * 3)
+    ours = ClipTransform(get_cfg('timesformer_k400_8x224'))(list(frames))[0]  # the single view
     ref = reference_clip(frames, 8, 224)
     assert ours.shape == ref.shape == (3, 8, 224, 224)
     assert (ours - ref).abs().max() < 1e-5
@@ -152,13 +153,13 @@ def test_subsampling_reads_only_the_chosen_frames():
             return super().__getitem__(i)
 
     frames = Counting(random_frames(300, 8, 8))
-    select_frames(frames, 8)
+    ClipTransform(get_cfg('timesformer_k400_8x224'))(frames)
     assert frames.seen == set(np.floor(np.linspace(0, 299, 8)).astype(int).tolist())
 
 
 def test_concurrent_calls_on_one_instance_equal_serial_calls(tiny_weights):
     """Thread safety is not a matter of model size: the small same-architecture model (4 calls in 4 threads)."""
-    op = timesformer(model_name=TINY, weights=tiny_weights, device='cpu')
+    op = ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu')
     clips = [random_frames(8, 120, 160, seed=s) for s in range(4)]
     serial = [op(c) for c in clips]
     results = [None] * len(clips)

@@ -3,7 +3,6 @@
 import concurrent.futures
 import functools
 import http.server
-import importlib.util
 import os
 import random
 import shutil
@@ -14,16 +13,17 @@ import textwrap
 import threading
 import time
 import tracemalloc
-import uuid
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+import timesformer_video.synthetic as mv
+from timesformer_video import decode, errors
+from timesformer_video.decode import VideoDecoder
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'scripts'))
-import make_video as mv  # noqa: E402
 
 SMALL = (160, 120)
 # name -> (file suffix, make_video arguments)
@@ -47,22 +47,6 @@ VIDEOS = {
 }
 DECODE_CASES = ['h264', 'h264_gop250', 'mpeg4', 'vp9', 'mpegts', 'mpeg_ps', 'odd_size', 'non_square', 'vfr',
                 'rotate_-90', 'with_audio']
-
-
-@pytest.fixture(scope='session')
-def vd():
-    """The operator package, loaded the way Towhee's hub loader does (exec of __init__.py under a random name)."""
-    name = f'towhee_op_{uuid.uuid4().hex}'
-    spec = importlib.util.spec_from_file_location(name, REPO / 'video_decode' / '__init__.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope='session')
-def errors(vd):
-    return vd.video_decoder
 
 
 @pytest.fixture(scope='session')
@@ -129,14 +113,9 @@ def assert_same(frames, path, indices):
 
 # --- loading -------------------------------------------------------------------------------------------------------
 
-def test_factory_returns_a_towhee_operator(vd):
-    from towhee.operator import PyOperator
-    op = vd.ffmpeg()
-    assert isinstance(op, vd.video_decoder.VideoDecoder) and isinstance(op, PyOperator)
-
-
 def test_towhee_pipeline_loads_the_operator_from_the_hub_cache(tmp_path, video):
-    """Through Towhee itself: TOWHEE_HOME holds the operator, no network. A subprocess keeps TOWHEE_HOME clean."""
+    """Through Towhee itself: TOWHEE_HOME holds the operator, no network. A subprocess keeps TOWHEE_HOME clean.
+    The factory gives a Towhee `PyOperator` that is the package's decoder."""
     target = tmp_path / 'operators' / 'video-decode' / 'ffmpeg' / 'versions' / 'main'
     shutil.copytree(REPO / 'video_decode', target, ignore=shutil.ignore_patterns('__pycache__'))
     code = textwrap.dedent(f'''
@@ -146,6 +125,10 @@ def test_towhee_pipeline_loads_the_operator_from_the_hub_cache(tmp_path, video):
                                                             args={{'num_samples': 8}}))
              .output('frames'))
         frames = p({video('h264')!r}).get()[0]
+        from towhee.operator import PyOperator
+        from timesformer_video.decode import VideoDecoder
+        op = ops.video_decode.ffmpeg().get_op()
+        assert isinstance(op, PyOperator) and isinstance(op, VideoDecoder), type(op).__mro__
         print([f.timestamp for f in frames], frames[0].shape, frames[0].mode)
     ''')
     env = dict(os.environ, TOWHEE_HOME=str(tmp_path))
@@ -158,9 +141,9 @@ def test_towhee_pipeline_loads_the_operator_from_the_hub_cache(tmp_path, video):
 # --- decoding: lazy frames equal a sequential decode ------------------------------------------------------------
 
 @pytest.mark.parametrize('name', DECODE_CASES)
-def test_lazy_frames_are_bit_identical_to_sequential_decode(vd, video, name):
+def test_lazy_frames_are_bit_identical_to_sequential_decode(video, name):
     path = video(name)
-    frames = vd.ffmpeg()(path)
+    frames = VideoDecoder()(path)
     n = len(reference(path))
     assert len(frames) == n
     assert_same([frames[i] for i in range(n)], path, range(n))  # every frame on its own: one seek each
@@ -172,28 +155,28 @@ def test_lazy_frames_are_bit_identical_to_sequential_decode(vd, video, name):
 
 
 @pytest.mark.parametrize('name', ['h264', 'h264_gop250', 'mpeg4', 'vp9', 'vfr'])
-def test_frames_show_the_index_drawn_into_them_and_the_written_timestamps(vd, video, name):
+def test_frames_show_the_index_drawn_into_them_and_the_written_timestamps(video, name):
     """Independent of PyAV's decode: the writer drew each frame's index into its pixels."""
-    frames = vd.ffmpeg()(video(name))
+    frames = VideoDecoder()(video(name))
     _, kwargs = VIDEOS[name]
     n = kwargs.get('n_frames') or round(kwargs['seconds'] * 25)
     assert [mv.read_index(f) for f in frames] == list(range(n))
     assert frames.timestamps == [f.timestamp for f in frames] == mv.frame_times_ms(n, vfr=kwargs.get('vfr', False))
 
 
-def test_vfr_timestamps_come_from_pts_not_from_index_over_fps(vd, video):
-    frames = vd.ffmpeg()(video('vfr'))
+def test_vfr_timestamps_come_from_pts_not_from_index_over_fps(video):
+    frames = VideoDecoder()(video('vfr'))
     assert frames.timestamps[:6] == [0, 40, 80, 160, 180, 240]
     assert frames.timestamps[-1] == sum(mv.VFR_PATTERN_MS[i % 8] for i in range(59))
     assert 2.96 < frames.duration <= 3.0  # the last frame lasts as long as the muxer says (MP4 guesses 1/25 s)
     assert frames.fps == pytest.approx(60 / frames.duration, rel=0.05)
 
 
-def test_views_slice_lazily_and_index_like_lists(vd, video):
+def test_views_slice_lazily_and_index_like_lists(video):
     path = video('h264')
-    frames = vd.ffmpeg()(path)
+    frames = VideoDecoder()(path)
     view = frames[10:60:7]
-    assert isinstance(view, vd.video_decoder.LazyFrames) and len(view) == len(range(10, 60, 7))
+    assert isinstance(view, decode.LazyFrames) and len(view) == len(range(10, 60, 7))
     assert view.timestamps == [40 * i for i in range(10, 60, 7)]
     assert_same(list(view), path, range(10, 60, 7))
     assert_same([view[-1], view[1]], path, [59, 17])
@@ -208,8 +191,8 @@ def test_views_slice_lazily_and_index_like_lists(vd, video):
         frames[1.5]
 
 
-def test_iteration_streams_without_holding_all_frames(vd, video):
-    frames = vd.ffmpeg()(video('h264_gop250'))
+def test_iteration_streams_without_holding_all_frames(video):
+    frames = VideoDecoder()(video('h264_gop250'))
     frame_bytes = 160 * 120 * 3
     tracemalloc.start()
     count = sum(1 for _ in frames)
@@ -218,9 +201,9 @@ def test_iteration_streams_without_holding_all_frames(vd, video):
     assert count == 125 and peak < 10 * frame_bytes, f'peak {peak} bytes for {count} frames of {frame_bytes}'
 
 
-def test_concurrent_reads_share_one_operator_and_one_sequence(vd, video):
+def test_concurrent_reads_share_one_operator_and_one_sequence(video):
     path = video('h264_gop250')
-    op = vd.ffmpeg()
+    op = VideoDecoder()
     frames = op(path)
     rng = random.Random(1)
     jobs = [sorted(rng.sample(range(125), 6)) for _ in range(12)]
@@ -236,9 +219,9 @@ def test_concurrent_reads_share_one_operator_and_one_sequence(vd, video):
 # --- time windows and sampling ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('start, end', [(None, None), (1, None), (None, 1), (0.52, 2.0), (1.0, 1.04), (0, 99)])
-def test_time_window_is_half_open_on_presentation_time(vd, video, start, end):
+def test_time_window_is_half_open_on_presentation_time(video, start, end):
     path = video('h264')
-    frames = vd.ffmpeg(start_time=start, end_time=end)(path)
+    frames = VideoDecoder(start_time=start, end_time=end)(path)
     lo, hi = (start or 0) * 1000, (end if end is not None else 1e9) * 1000
     expected = [i for i, (_, ms, _) in enumerate(reference(path)) if lo <= ms < hi]
     assert_same(list(frames), path, expected)
@@ -246,13 +229,13 @@ def test_time_window_is_half_open_on_presentation_time(vd, video, start, end):
 
 @pytest.mark.parametrize('name, start, end, n', [('h264', None, None, 8), ('h264_gop250', 1.3, 4.1, 8),
                                                  ('vfr', None, None, 16), ('mpeg4', 0, 0.2, 8), ('h264', 2.9, None, 3)])
-def test_uniform_temporal_subsample_matches_pytorchvideo(vd, video, name, start, end, n):
+def test_uniform_temporal_subsample_matches_pytorchvideo(video, name, start, end, n):
     torch = pytest.importorskip('torch')
     path = video(name)
     lo, hi = (start or 0) * 1000, (end if end is not None else 1e9) * 1000
     window = [i for i, (_, ms, _) in enumerate(reference(path)) if lo <= ms < hi]
     picks = torch.clamp(torch.linspace(0, len(window) - 1, n), 0, len(window) - 1).long().tolist()
-    op = vd.ffmpeg(start_time=start, end_time=end, sample_type='uniform_temporal_subsample', args={'num_samples': n})
+    op = VideoDecoder(start_time=start, end_time=end, sample_type='uniform_temporal_subsample', args={'num_samples': n})
     frames = op(path)
     assert isinstance(frames, list)
     assert_same(frames, path, [window[p] for p in picks])
@@ -260,7 +243,7 @@ def test_uniform_temporal_subsample_matches_pytorchvideo(vd, video, name, start,
 
 @pytest.mark.parametrize('name, start, step', [('h264', None, 0.5), ('h264', 0.3, 0.1), ('h264', None, 0.01),
                                                ('vfr', None, 0.1), ('vfr', 0.5, 0.25), ('h264', 1, 5)])
-def test_time_step_sample_takes_first_frame_at_or_after_each_step(vd, video, name, start, step):
+def test_time_step_sample_takes_first_frame_at_or_after_each_step(video, name, start, step):
     path = video(name)
     times = [ms for _, ms, _ in reference(path)]
     expected, k = [], 0
@@ -270,7 +253,7 @@ def test_time_step_sample_takes_first_frame_at_or_after_each_step(vd, video, nam
         if first not in expected:
             expected.append(first)
         k += 1
-    frames = vd.ffmpeg(start_time=start, sample_type='time_step_sample', args={'time_step': step})(path)
+    frames = VideoDecoder(start_time=start, sample_type='time_step_sample', args={'time_step': step})(path)
     assert_same(frames, path, expected)
 
 
@@ -278,9 +261,9 @@ def test_time_step_sample_takes_first_frame_at_or_after_each_step(vd, video, nam
 
 @pytest.mark.parametrize('name, red_corner', [('rotate_-90', 'bottom_right'), ('rotate_90', 'top_left'),
                                               ('rotate_180', 'bottom_left')])
-def test_display_matrix_rotation_turns_frames_upright(vd, video, name, red_corner):
+def test_display_matrix_rotation_turns_frames_upright(video, name, red_corner):
     """make_video paints the coded top-right corner red; a player shows it where `red_corner` says."""
-    frames = vd.ffmpeg()(video(name))
+    frames = VideoDecoder()(video(name))
     frame = frames[3]
     assert frame.shape == ((160, 120, 3) if '90' in name and '180' not in name else (120, 160, 3))
     h, w = frame.shape[:2]
@@ -291,17 +274,17 @@ def test_display_matrix_rotation_turns_frames_upright(vd, video, name, red_corne
 
 
 @pytest.mark.parametrize('name, shape', [('odd_size', (241, 321, 3)), ('non_square', (242, 322, 3))])
-def test_odd_sizes_and_non_square_pixels_keep_the_coded_size(vd, video, name, shape):
-    frames = vd.ffmpeg(sample_type='uniform_temporal_subsample', args={'num_samples': 4})(video(name))
+def test_odd_sizes_and_non_square_pixels_keep_the_coded_size(video, name, shape):
+    frames = VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 4})(video(name))
     assert [f.shape for f in frames] == [shape] * 4
     assert [mv.read_index(f) for f in frames] == [0, 16, 32, 49]
 
 
 # --- damaged input ---------------------------------------------------------------------------------------------
 
-def test_truncated_mp4_decodes_its_valid_part_and_says_where_it_stops(vd, video, broken, errors):
+def test_truncated_mp4_decodes_its_valid_part_and_says_where_it_stops(video, broken):
     path = broken('truncated_mp4')
-    frames = vd.ffmpeg()(path)
+    frames = VideoDecoder()(path)
     n = len(frames)
     assert 20 < n < 100 and 'stops after frame' in str(frames.error)
     assert_same(frames.take([0, n - 1, n // 2]), video('faststart'), [0, n - 1, n // 2])
@@ -314,22 +297,22 @@ def test_truncated_mp4_decodes_its_valid_part_and_says_where_it_stops(vd, video,
             seen.append(frame)
     assert len(seen) == n
     with pytest.raises(errors.CorruptVideoError, match=r'stops after frame \d+ \(\d+\.\d+ s\)'):
-        vd.ffmpeg(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(path)
-    inside = vd.ffmpeg(end_time=0.5, sample_type='uniform_temporal_subsample', args={'num_samples': 4})(path)
+        VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(path)
+    inside = VideoDecoder(end_time=0.5, sample_type='uniform_temporal_subsample', args={'num_samples': 4})(path)
     assert_same(inside, video('faststart'), [0, 4, 8, 12])
     assert frames[:10].error is None and len(list(frames[:10])) == 10
 
 
-def test_truncated_mkv_is_detected_from_its_header_duration(vd, broken, errors):
-    frames = vd.ffmpeg()(broken('truncated_mkv'))
+def test_truncated_mkv_is_detected_from_its_header_duration(broken):
+    frames = VideoDecoder()(broken('truncated_mkv'))
     assert 10 < len(frames) < 100
     assert [mv.read_index(f) for f in frames.take(range(len(frames)))] == list(range(len(frames)))
     with pytest.raises(errors.TruncatedVideoError, match='header declares 4.000 s'):
         frames[len(frames)]
 
 
-def test_corrupt_data_mid_stream_raises_at_the_frame_it_reaches(vd, broken, errors):
-    frames = vd.ffmpeg()(broken('garbled_mp4'))
+def test_corrupt_data_mid_stream_raises_at_the_frame_it_reaches(broken):
+    frames = VideoDecoder()(broken('garbled_mp4'))
     assert len(frames) == 125  # the container is intact: demux finds every packet
     assert [mv.read_index(f) for f in frames.take([0, 10, 20])] == [0, 10, 20]
     # FFmpeg's H.264 decoder reports this damage almost always, but not in every run of the same bytes (once in about
@@ -352,16 +335,16 @@ def test_corrupt_data_mid_stream_raises_at_the_frame_it_reaches(vd, broken, erro
     ('after_the_end', 'TimeRangeError', r'no frames in \[5.0, end\) s; the video has 75 frames spanning 3.000 s'),
     ('between_frames', 'TimeRangeError', 'no frames in'),
 ])
-def test_bad_inputs_raise_one_clear_error_quickly(vd, errors, video, broken, tmp_path, case, error, message):
+def test_bad_inputs_raise_one_clear_error_quickly(video, broken, tmp_path, case, error, message):
     error = getattr(errors, error) if isinstance(error, str) else error
     kwargs = {'after_the_end': dict(start_time=5), 'between_frames': dict(start_time=1.01, end_time=1.02)}.get(case, {})
     path = {'missing': str(tmp_path / 'nope.mp4'), 'zero_frames': video('zero_frames'),
             'after_the_end': video('h264'), 'between_frames': video('h264')}.get(case) or broken(case)
     started = time.monotonic()
     with pytest.raises(error, match=message):
-        vd.ffmpeg(sample_type='uniform_temporal_subsample', args={'num_samples': 8}, **kwargs)(path)
+        VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8}, **kwargs)(path)
     with pytest.raises(error, match=message):
-        vd.ffmpeg(**kwargs)(path)
+        VideoDecoder(**kwargs)(path)
     assert time.monotonic() - started < 5
     assert issubclass(error, ValueError) or error is FileNotFoundError
 
@@ -382,9 +365,9 @@ def test_bad_inputs_raise_one_clear_error_quickly(vd, errors, video, broken, tmp
     (dict(sample_type='time_step_sample', args={'time_step': float('inf')}), 'time_step must be positive'),
     (dict(args={'num_samples': 8}), 'given without a sample_type'),
 ])
-def test_argument_errors_raise_at_construction(vd, kwargs, message):
+def test_argument_errors_raise_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        vd.ffmpeg(**kwargs)
+        VideoDecoder(**kwargs)
 
 
 # --- URLs ------------------------------------------------------------------------------------------------------
@@ -418,21 +401,21 @@ def http_root(video, broken):
     stalling.close()
 
 
-def test_http_urls_decode_like_files(vd, video, http_root):
+def test_http_urls_decode_like_files(video, http_root):
     url = http_root[0] + '/' + Path(video('h264_gop250')).name
-    frames = vd.ffmpeg(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(url)
+    frames = VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(url)
     assert_same(frames, video('h264_gop250'), np.linspace(0, 124, 8).astype(int).tolist())
-    lazy = vd.ffmpeg(start_time=2)(url)
+    lazy = VideoDecoder(start_time=2)(url)
     assert_same(lazy.take([3, 0]), video('h264_gop250'), [53, 50])
     with pytest.raises(FileNotFoundError, match='404'):
-        vd.ffmpeg()(http_root[0] + '/missing.mp4')
-    with pytest.raises(vd.video_decoder.NotAVideoError):
-        vd.ffmpeg()(http_root[0] + '/notes.mp4')
+        VideoDecoder()(http_root[0] + '/missing.mp4')
+    with pytest.raises(errors.NotAVideoError):
+        VideoDecoder()(http_root[0] + '/notes.mp4')
 
 
 @pytest.mark.parametrize('server, message', [(1, 'no data within 1 s$'), (2, 'no data within 1 s while reading')])
-def test_a_silent_or_stalling_server_times_out_instead_of_hanging(vd, http_root, server, message):
+def test_a_silent_or_stalling_server_times_out_instead_of_hanging(http_root, server, message):
     started = time.monotonic()
     with pytest.raises(TimeoutError, match=message):
-        vd.ffmpeg(timeout=1)(http_root[server] + '/clip.mp4')
+        VideoDecoder(timeout=1)(http_root[server] + '/clip.mp4')
     assert time.monotonic() - started < 5

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from checkout import load_package
-from conftest import PARITY_FEATURES, PARITY_SCORES, ROOT, TINY
-from make_video import make_video
+from conftest import PARITY_FEATURES, PARITY_SCORES, TINY
 from reference import random_frames, reference_clip
-from timesformer_op import timesformer
-from timesformer_op.preprocess import clip_indices
-from timesformer_op.timeline import Timeline
-from timesformer_op.timing import FrameTimes
-from timesformer_op.views import clip_to_views
-from timesformer_op.windows import plan_windows, summarize
-from timesformer_op.zoo import get_cfg
 from towhee.types import VideoFrame
+
+from timesformer_video.classifier import ActionClassifier
+from timesformer_video.decode import VideoDecoder
+from timesformer_video.synthetic import make_video
+from timesformer_video.timeline import Timeline
+from timesformer_video.timing import FrameTimes
+from timesformer_video.transform import clip_indices, clip_to_views
+from timesformer_video.windows import plan_windows, summarize
+from timesformer_video.zoo import get_cfg
 
 MEAN, STD = (0.45,) * 3, (0.225,) * 3
 
@@ -44,12 +44,12 @@ def reference_three_crops(frames: np.ndarray, size: int) -> list[torch.Tensor]:
 
 @pytest.fixture(scope='module')
 def tiny(tiny_weights):
-    return lambda **kw: timesformer(model_name=TINY, weights=tiny_weights, device='cpu', **kw)
+    return lambda **kw: ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu', **kw)
 
 
 @pytest.fixture(scope='module')
 def decoder():
-    return load_package('video_decode_op', ROOT / 'video_decode').ffmpeg()
+    return VideoDecoder()
 
 
 @pytest.fixture(scope='module')
@@ -68,7 +68,7 @@ def test_three_crops_sum_hf_logits_over_left_centre_right_in_one_batch(tiny_chec
     """240x319 with 64 px crops: scaled to 64x85, the centre offset 10.5 rounds up to 11 (the seed's centre crop
     takes 10). Crop placement and the logit sum are not full-size numerics: the small same-architecture model
     against HF built alike."""
-    op = timesformer(model_name=TINY, weights=tiny_checkpoints['plain'], num_crops=3, device='cpu')
+    op = ActionClassifier(model_name=TINY, weights=tiny_checkpoints['plain'], num_crops=3, device='cpu')
     batches = []
     forward = op.forward
     op.forward = lambda clips: batches.append(tuple(clips.shape)) or forward(clips)
@@ -132,7 +132,7 @@ def test_clip_sampling_reads_the_frame_rate_from_timestamps(tiny):
 
 def test_clip_sampling_is_refused_for_models_without_a_sampling_rate():
     with pytest.raises(ValueError, match="sampling='uniform'"):
-        timesformer(model_name='timesformer_ssv2_8x224', sampling='clip')
+        ActionClassifier(model_name='timesformer_ssv2_8x224', sampling='clip')
 
 
 # ---- sliding windows ---------------------------------------------------------------------------------------------
@@ -351,7 +351,7 @@ def test_a_labels_colour_is_stable_and_bars_match_the_legend():
     import re
     import zlib
 
-    from timesformer_op.timeline import PALETTE, label_colours
+    from timesformer_video.timeline import PALETTE, label_colours
 
     first = Timeline(timeline_rows())
     # The same labels with other shares of the video and in another order: each keeps its colour.

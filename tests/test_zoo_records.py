@@ -24,8 +24,9 @@ import pytest
 import torch
 from conftest import ROOT, make_hf_model
 from reference import hf_outputs, random_frames, reference_clip
-from timesformer_op import timesformer
-from timesformer_op.zoo import MODELS, get_cfg, register_model
+
+from timesformer_video.classifier import ActionClassifier
+from timesformer_video.zoo import MODELS, get_cfg, register_model
 
 RELEASES = [name for name in MODELS if name.startswith('timesformer_') and MODELS[name].url.startswith('https://')]
 REDUCED = {'embed_dim': 48, 'depth': 2, 'num_heads': 4}
@@ -58,7 +59,7 @@ def test_every_release_is_covered_here():
 @pytest.mark.parametrize('name', RELEASES)
 def test_a_release_record_matches_hf_built_with_its_frames_and_size(name, tmp_path):
     record, hf = reduced_record_and_hf(name, tmp_path)
-    op = timesformer(model_name=record.name, weights=tmp_path / 'hf', device='cpu')
+    op = ActionClassifier(model_name=record.name, weights=tmp_path / 'hf', device='cpu')
     size = record.image_size
     # More frames than the clip takes and a frame larger than the crop, landscape: sampling, resize and crop all act.
     frames = random_frames(record.num_frames + 5, size + 16, size * 4 // 3, seed=7)
@@ -80,7 +81,7 @@ def test_ssv2_feeds_bgr_and_the_test_would_see_rgb(name, tmp_path):
     without does not (so a missing flip fails the test above)."""
     record, hf = reduced_record_and_hf(name, tmp_path)
     assert record.channel_order == 'BGR'
-    op = timesformer(model_name=record.name, weights=tmp_path / 'hf', device='cpu', topk=174)
+    op = ActionClassifier(model_name=record.name, weights=tmp_path / 'hf', device='cpu', topk=174)
     frames = random_frames(10, 240, 320, seed=8)
     _, _, features = op(frames)
     bgr_feature = hf_outputs(hf, reference_input(frames, record))[1].numpy()
@@ -113,12 +114,12 @@ def gluoncv_classes(module: str) -> list[str]:
 
 
 def test_something_something_v2_labels_are_gluoncvs_in_index_order():
-    ours = json.loads((ROOT / 'something_something_v2.json').read_text())
+    ours = json.loads((ROOT / 'timesformer_video' / 'labels' / 'something_something_v2.json').read_text())
     assert ours == gluoncv_classes('somethingsomethingv2') and len(ours) == 174
 
 
 def test_kinetics_600_labels_follow_the_kinetics_700_order_from_gluoncv():
-    ours = json.loads((ROOT / 'kinetics_600.json').read_text())
+    ours = json.loads((ROOT / 'timesformer_video' / 'labels' / 'kinetics_600.json').read_text())
 
     def gluon_name(label: str) -> str:  # GluonCV writes 'passing_American_football_-not_in_game-'
         return label.replace(' ', '_').replace('(', '-').replace(')', '-').replace("'", '-').lower()
