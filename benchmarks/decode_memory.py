@@ -11,7 +11,7 @@
   operator at the repo root runs), random weights.
 
 Every measurement runs in a fresh child process, so its peak RSS (`ru_maxrss`) is its own. Videos (1280x720 H.264,
-25 fps, GOP 12 with B-frames, from scripts/make_video.py) and the random weights are cached in
+25 fps, GOP 12 with B-frames, from timesformer_video.synthetic) and the random weights are cached in
 ~/.cache/timesformer-bench/ (or $TIMESFORMER_BENCH_CACHE).
 """
 
@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from timesformer_video.synthetic import make_video
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get('TIMESFORMER_BENCH_CACHE', '~/.cache/timesformer-bench')).expanduser()
 SIZE, FPS, NUM_FRAMES, CROP = (1280, 720), 25, 8, 224
@@ -38,8 +40,7 @@ def video_path(seconds):
     if not path.exists():
         print(f'writing {path} (once) ...', flush=True)
         part = path.with_suffix('.part.mp4')
-        subprocess.run([sys.executable, str(REPO / 'scripts' / 'make_video.py'), str(part), '--seconds', str(seconds),
-                        '--size', f'{SIZE[0]}x{SIZE[1]}', '--fps', str(FPS)], check=True, stdout=subprocess.DEVNULL)
+        make_video(part, seconds=seconds, size=SIZE, fps=FPS)
         part.rename(path)
     return path
 

@@ -5,7 +5,7 @@
     python benchmarks/index_throughput.py --ray-address auto --workers 8 --videos 400 --dir /shared/bench
                                                                    # on a real cluster (see docs/batch_jobs.md)
 
-Clips are H.264 from scripts/make_video.py (`--seconds`, `--size`, `--fps`), generated once into `--dir` (default
+Clips are H.264 from timesformer_video.synthetic (`--seconds`, `--size`, `--fps`), generated once into `--dir` (default
 ~/.cache/timesformer-bench/collection_*, or $TIMESFORMER_BENCH_CACHE). The model is ViT-B/16 8x224 with random
 weights (same cost as the released checkpoint; cached beside the clips), or `--weights` for real ones; `--model tiny`
 is the 2-block 48-d test model. Each engine writes a fresh output in a temporary directory.
@@ -19,7 +19,6 @@ one the figures measure the neighbours.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from timesformer_video.jobs import operators, runner
 from timesformer_video.jobs.results import read_output
+from timesformer_video.synthetic import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get('TIMESFORMER_BENCH_CACHE', '~/.cache/timesformer-bench')).expanduser()
@@ -39,9 +39,7 @@ def make_collection(directory: Path, count: int, seconds: float, size: tuple[int
     for i in range(count):
         path = directory / f'clip{i:04d}.mp4'
         if not path.exists():
-            subprocess.run([sys.executable, str(ROOT / 'scripts' / 'make_video.py'), str(path.with_suffix('.tmp.mp4')),
-                            '--seconds', str(seconds), '--size', f'{size[0]}x{size[1]}', '--fps', str(fps),
-                            '--seed', str(i)], check=True, stdout=subprocess.DEVNULL)
+            make_video(path.with_suffix('.tmp.mp4'), seconds=seconds, size=size, fps=fps, seed=i)
             path.with_suffix('.tmp.mp4').rename(path)  # a cut-off generation is never taken for a clip
     return directory
 
@@ -85,9 +83,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for engine in args.engines.split(','):
             out = Path(tmp) / f'{engine}.parquet'
-            summary = runner.run_index([str(c) for c in clips], str(out), spec, engine=engine,
-                                       workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                                       ray_address=args.ray_address, overwrite=True, progress=False)
+            summary = runner.run_index(runner.IndexJob([str(c) for c in clips], str(out), spec, engine=engine,
+                                                       workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                                                       ray_address=args.ray_address, overwrite=True, progress=False))
             rows[engine] = {r['path']: r for r in read_output(out)}
             replicas = args.workers if engine == 'ray' else 1
             steady = summary.steady_videos_per_s(replicas)

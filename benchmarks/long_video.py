@@ -9,7 +9,7 @@ memory), `--model tiny` a 2-block 48-d model of the same architecture (isolates 
 from random weights mean nothing and are never printed.
 
 Videos: 1280x720 H.264, 30 fps, a keyframe every 2 s (`--gop`), written once into `--cache`. Encoding an hour of
-720p here would take about an hour, so one minute is encoded (`scripts/make_video.py`, libx264 veryfast) and the
+720p here would take about an hour, so one minute is encoded (`timesformer_video.synthetic`, libx264 veryfast) and the
 longer videos repeat its packets with shifted timestamps (a stream copy, seconds): the content loops every minute,
 the decoding work is that of any 720p H.264 video with that GOP.
 
@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from timesformer_video.synthetic import make_video
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'timesformer-long-video'
 SIZE, FPS = (1280, 720), 30
@@ -39,9 +41,7 @@ def base_video(cache: Path, gop: int) -> Path:
     if not path.exists():
         print(f'encoding {path.name} (about a minute) ...', flush=True)
         tmp = path.with_suffix('.partial.mp4')
-        subprocess.run([sys.executable, str(ROOT / 'scripts' / 'make_video.py'), str(tmp), '--seconds', '60',
-                        '--size', f'{SIZE[0]}x{SIZE[1]}', '--fps', str(FPS), '--codec', 'h264', '--gop', str(gop)],
-                       check=True, stdout=subprocess.DEVNULL)
+        make_video(tmp, seconds=60, size=SIZE, fps=FPS, codec='h264', gop=gop)
         tmp.replace(path)
     return path
 

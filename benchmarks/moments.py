@@ -61,7 +61,7 @@ def child_index(args) -> dict:
     spec = spec_for(args, args.window if args.mode == 'moments' else None)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        summary = runner.run_index(args.videos, Path(tmp) / 'out.parquet', spec, progress=False)
+        summary = runner.run_index(runner.IndexJob(args.videos, Path(tmp) / 'out.parquet', spec, progress=False))
         wall = time.perf_counter() - start
     assert summary.failed == 0, 'a video failed'
     return {'mode': args.mode, 'wall_s': wall, 'videos': summary.processed, 'windows': summary.windows,

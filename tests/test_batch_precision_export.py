@@ -299,3 +299,21 @@ def test_save_model_default_path_is_under_saved(tiny_op, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tiny_op.save_model('torchscript')
     assert path.resolve() == (tmp_path / 'saved' / 'torchscript' / f'{TINY}.pt').resolve() and path.is_file()
+
+
+# --- the builder -------------------------------------------------------------------------------------------------
+
+def test_build_model_from_a_name_or_a_record_is_the_classifiers_model(tiny_weights, tiny_op):
+    """`build_model` is the one path from a record to a ready model: the classifier's model is what it builds."""
+    from timesformer_video.build import build_model
+    from timesformer_video.zoo import get_cfg
+
+    by_name = build_model(TINY, tiny_weights, device='cpu')
+    by_record = build_model(get_cfg(TINY), tiny_weights, device='cpu')
+    clips = torch.randn(2, 3, 8, 64, 64)
+    with torch.inference_mode():
+        expected = tiny_op.model(clips)
+        assert torch.equal(by_name(clips), expected) and torch.equal(by_record(clips), expected)
+    assert not by_name.training and not any(p.requires_grad for p in by_name.parameters())
+    with pytest.raises(ValueError, match="'fp16' is slower than fp32 on the CPU"):
+        build_model(TINY, tiny_weights, device='cpu', precision='fp16')

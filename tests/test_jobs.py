@@ -74,8 +74,8 @@ def test_inputs_expand_folders_globs_and_list_files_each_video_once(collection, 
 
 def test_index_writes_one_row_per_video_and_records_failures(collection, tiny_spec, tmp_path):
     out = tmp_path / 'results.parquet'
-    summary = runner.run_index([collection, tmp_path / 'missing.mp4'], out, tiny_spec, chunk_size=3,
-                               progress=False)
+    summary = runner.run_index(runner.IndexJob([collection, tmp_path / 'missing.mp4'], out, tiny_spec, chunk_size=3,
+                                               progress=False))
 
     assert (summary.total, summary.processed, summary.failed, summary.skipped) == (8, 8, 2, 0)
     assert not out.with_name('results.parquet.parts').exists()  # the sidecar goes once the output is whole
@@ -93,15 +93,15 @@ def test_index_writes_one_row_per_video_and_records_failures(collection, tiny_sp
     assert clip['feature'].dtype == np.float32 and clip['feature'].shape == (48,)
     assert clip['decode_s'] > 0 and clip['model_s'] > 0
 
-    again = runner.run_index([collection, tmp_path / 'missing.mp4'], out, tiny_spec, progress=False)
+    again = runner.run_index(runner.IndexJob([collection, tmp_path / 'missing.mp4'], out, tiny_spec, progress=False))
     assert (again.processed, again.skipped) == (0, 8)
-    retried = runner.run_index([collection, tmp_path / 'missing.mp4'], out, tiny_spec, retry_failed=True,
-                               progress=False)
+    retried = runner.run_index(runner.IndexJob([collection, tmp_path / 'missing.mp4'], out, tiny_spec,
+                                               retry_failed=True, progress=False))
     assert (retried.processed, retried.failed) == (2, 2)
     assert len(pq.read_table(out)) == 8
 
     jsonl = tmp_path / 'results.jsonl'
-    runner.run_index([collection, tmp_path / 'missing.mp4'], jsonl, tiny_spec, progress=False)
+    runner.run_index(runner.IndexJob([collection, tmp_path / 'missing.mp4'], jsonl, tiny_spec, progress=False))
     lines = jsonl.read_text().splitlines()
     assert len(lines) == 8 and json.loads(lines[0])['path'] == str(collection / 'a' / 'broken.mp4')
     as_json = by_path(results.read_output(jsonl))
@@ -177,9 +177,9 @@ def test_missing_weights_print_one_clear_message_and_exit_nonzero(collection, tm
 def test_ray_engine_with_two_workers_gives_the_local_engines_rows(collection, tiny_spec, tmp_path):
     """Same rows; numbers equal to float rounding (a replica runs torch on 1 thread, the local engine on all)."""
     pytest.importorskip('ray')
-    local = runner.run_index([collection], tmp_path / 'local.parquet', tiny_spec, progress=False)
-    ray = runner.run_index([collection], tmp_path / 'ray.parquet', tiny_spec, engine='ray', workers=2,
-                           chunk_size=2, progress=False)
+    local = runner.run_index(runner.IndexJob([collection], tmp_path / 'local.parquet', tiny_spec, progress=False))
+    ray = runner.run_index(runner.IndexJob([collection], tmp_path / 'ray.parquet', tiny_spec, engine='ray', workers=2,
+                                           chunk_size=2, progress=False))
     assert (ray.processed, ray.failed) == (local.processed, local.failed) == (7, 1)
     local_table, ray_table = pq.read_table(tmp_path / 'local.parquet'), pq.read_table(tmp_path / 'ray.parquet')
     assert ray_table.schema == local_table.schema
@@ -199,10 +199,11 @@ def test_milvus_lite_reindexing_replaces_a_path_and_search_lists_the_nearest(col
     from timesformer_video.jobs.milvus_store import MilvusStore
 
     db = tmp_path / 'videos.db'
-    first = runner.run_index([collection], tmp_path / 'r.parquet', tiny_spec, milvus=str(db), progress=False)
+    first = runner.run_index(runner.IndexJob([collection], tmp_path / 'r.parquet', tiny_spec, milvus=str(db),
+                                             progress=False))
     assert first.milvus == (6, 0)  # the broken file is not indexed, so there is nothing to remove
-    again = runner.run_index([collection], tmp_path / 'r.parquet', tiny_spec, milvus=str(db), overwrite=True,
-                             progress=False)
+    again = runner.run_index(runner.IndexJob([collection], tmp_path / 'r.parquet', tiny_spec, milvus=str(db),
+                                             overwrite=True, progress=False))
     assert again.processed == 7
     with MilvusStore(str(db)) as store:
         assert store.count() == 6  # replaced, not added

@@ -91,7 +91,7 @@ def test_symlink_loops_and_links_make_each_real_file_one_input(tiny_weights, tmp
     assert inputs.expand([str(clips / 'loop2' / '**' / 'c2.mp4')]) == [str(clips / 'loop2' / 'sub' / 'c2.mp4')]
 
     out = tmp_path / 'r.parquet'
-    summary = runner.run_index([clips], out, spec(tiny_weights), progress=False)
+    summary = runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights), progress=False))
     assert (summary.total, summary.processed, summary.failed) == (3, 3, 0)
     assert [row['path'] for row in read_rows(out)] == found
 
@@ -168,18 +168,20 @@ def test_a_path_with_quotes_backslashes_and_a_newline_is_removed_when_it_fails(t
     clip(clips / 'tmp.mp4', 1).rename(weird)
     db, out = tmp_path / 'videos.db', tmp_path / 'r.parquet'
 
-    first = runner.run_index([clips], out, spec(tiny_weights), milvus=str(db), progress=False)
+    first = runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights), milvus=str(db), progress=False))
     assert first.milvus == (2, 0)
     assert milvus_paths(db) == {str(clips / 'ok.mp4'), str(weird)}
 
     weird.write_bytes(b'junk' * 100)
-    again = runner.run_index([clips], out, spec(tiny_weights), milvus=str(db), overwrite=True, progress=False)
+    again = runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights), milvus=str(db), overwrite=True,
+                                             progress=False))
     assert (again.processed, again.failed, again.milvus) == (2, 1, (1, 1))
     rows = {row['path']: row for row in read_rows(out)}
     assert set(rows) == {str(clips / 'ok.mp4'), str(weird)} and rows[str(weird)]['error'] is not None
     assert milvus_paths(db) == {str(clips / 'ok.mp4')}
 
-    third = runner.run_index([clips], out, spec(tiny_weights), milvus=str(db), progress=False)  # later runs work
+    third = runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights), milvus=str(db),
+                                             progress=False))  # later runs work
     assert (third.processed, third.milvus) == (0, (1, 0))  # nothing left to remove, and it says so
 
 
@@ -190,7 +192,7 @@ def test_a_finished_output_is_not_extended_with_other_weights_or_topk(tiny_weigh
     for i in range(2):
         clip(clips / f'c{i}.mp4', i)
     out, db = tmp_path / 'r.parquet', tmp_path / 'videos.db'
-    runner.run_index([clips], out, spec(tiny_weights, topk=5), milvus=str(db), progress=False)
+    runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights, topk=5), milvus=str(db), progress=False))
     clip(clips / 'c2.mp4', 2)  # one more clip, then the run with other settings
     before = snapshot(tmp_path)
 
@@ -199,7 +201,7 @@ def test_a_finished_output_is_not_extended_with_other_weights_or_topk(tiny_weigh
                            (spec(tiny_weights, topk=2), ('topk',)),
                            (spec(tiny_weights, topk=5, options={'num_crops': 3}), ('options',))):
         with pytest.raises(errors.SettingsMismatchError) as refused:
-            runner.run_index([clips], out, other, milvus=str(db), progress=False)
+            runner.run_index(runner.IndexJob([clips], out, other, milvus=str(db), progress=False))
         message = str(refused.value)
         assert 'holds results made with other settings' in message
         assert [line.split(':')[0].strip() for line in message.splitlines()[1:-1]] == list(differs)
@@ -210,8 +212,9 @@ def test_a_finished_output_is_not_extended_with_other_weights_or_topk(tiny_weigh
     copy = tmp_path / 'elsewhere' / 'copy.pth'
     copy.parent.mkdir()
     shutil.copy(tiny_weights, copy)
-    resumed = runner.run_index([clips], out, spec(copy, topk=5, options={'num_crops': 1, 'sampling': 'uniform'}),
-                               milvus=str(db), progress=False)
+    resumed = runner.run_index(runner.IndexJob([clips], out,
+                                               spec(copy, topk=5, options={'num_crops': 1, 'sampling': 'uniform'}),
+                                               milvus=str(db), progress=False))
     assert (resumed.skipped, resumed.processed, resumed.milvus) == (2, 1, (3, 0))
     rows = read_rows(out)
     assert [row['path'] for row in rows] == [str(clips / f'c{i}.mp4') for i in range(3)]
@@ -235,9 +238,10 @@ def test_the_released_weights_and_the_same_file_named_with_weights_are_the_same_
     clips = tmp_path / 'clips'
     clip(clips / 'c0.mp4', 0)
     out = tmp_path / 'r.parquet'
-    runner.run_index([clips], out, operators.OperatorSpec(model_name=TINY, model_cfg=TINY_CFG), progress=False)
+    runner.run_index(runner.IndexJob([clips], out, operators.OperatorSpec(model_name=TINY, model_cfg=TINY_CFG),
+                                     progress=False))
     clip(clips / 'c1.mp4', 1)
-    again = runner.run_index([clips], out, spec(released), progress=False)
+    again = runner.run_index(runner.IndexJob([clips], out, spec(released), progress=False))
     assert (again.skipped, again.processed) == (1, 1)
     assert results.read_settings(out)['weights_sha256'] == operators.weights_sha256(tiny_weights)
 
@@ -246,12 +250,12 @@ def test_an_output_without_recorded_settings_is_not_extended(tiny_weights, tmp_p
     clips = tmp_path / 'clips'
     clip(clips / 'c0.mp4', 0)
     out = tmp_path / 'r.jsonl'
-    runner.run_index([clips], out, spec(tiny_weights), progress=False)
+    runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights), progress=False))
     assert json.loads(results.settings_path(out).read_text()) == spec(tiny_weights).signature()
     results.settings_path(out).unlink()  # e.g. the JSONL copied without its settings file
     before = snapshot(tmp_path)
     with pytest.raises(errors.SettingsMismatchError, match='does not record the settings'):
-        runner.run_index([clips], out, spec(tiny_weights), progress=False)
+        runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights), progress=False))
     assert snapshot(tmp_path) == before
 
 
@@ -266,10 +270,10 @@ def test_a_refused_run_leaves_the_output_folder_byte_for_byte_and_the_original_c
     parts = out.with_name('r.parquet.parts')
 
     # A finished output: another model's run is refused and leaves no job.json behind.
-    runner.run_index([clips / 'c0.mp4'], out, spec(tiny_weights), milvus=str(db), progress=False)
+    runner.run_index(runner.IndexJob([clips / 'c0.mp4'], out, spec(tiny_weights), milvus=str(db), progress=False))
     before = snapshot(tmp_path)
     with pytest.raises(errors.SettingsMismatchError):
-        runner.run_index([clips], out, spec(weights_b), milvus=str(db), progress=False)
+        runner.run_index(runner.IndexJob([clips], out, spec(weights_b), milvus=str(db), progress=False))
     assert snapshot(tmp_path) == before and not parts.exists()
 
     # An unfinished job (killed after one chunk, and during the next write): refused alike, its sidecar untouched.
@@ -280,22 +284,23 @@ def test_a_refused_run_leaves_the_output_folder_byte_for_byte_and_the_original_c
     (parts / '.tmp-0123abcd').write_bytes(b'PAR1 half a chunk')
     before = snapshot(tmp_path)
     with pytest.raises(errors.SettingsMismatchError, match='unfinished job with other settings'):
-        runner.run_index([clips], out, spec(weights_b), milvus=str(db), progress=False)
+        runner.run_index(runner.IndexJob([clips], out, spec(weights_b), milvus=str(db), progress=False))
     assert snapshot(tmp_path) == before
 
     # Another output into this output's collection: refused by Milvus, before anything is written.
     other = tmp_path / 'out' / 'other.parquet'
     with pytest.raises(errors.MilvusCollectionError, match='mirrors another output file'):
-        runner.run_index([clips], other, spec(tiny_weights), milvus=str(db), progress=False)
+        runner.run_index(runner.IndexJob([clips], other, spec(tiny_weights), milvus=str(db), progress=False))
     assert snapshot(tmp_path) == before
 
     # A Milvus Lite file that does not exist yet is not created by a refused run.
     with pytest.raises(errors.SettingsMismatchError):
-        runner.run_index([clips], out, spec(weights_b), milvus=str(tmp_path / 'out' / 'new.db'), progress=False)
+        runner.run_index(runner.IndexJob([clips], out, spec(weights_b), milvus=str(tmp_path / 'out' / 'new.db'),
+                                         progress=False))
     assert snapshot(tmp_path) == before
 
     # The original command finishes the job.
-    done = runner.run_index([clips], out, spec(tiny_weights), milvus=str(db), progress=False)
+    done = runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights), milvus=str(db), progress=False))
     assert (done.skipped, done.processed, done.milvus) == (2, 1, (3, 0))
     assert [row['path'] for row in read_rows(out)] == [str(clips / f'c{i}.mp4') for i in range(3)]
     assert milvus_paths(db) == {str(clips / f'c{i}.mp4') for i in range(3)} and not parts.exists()
@@ -341,17 +346,19 @@ def test_overwrite_with_fewer_videos_removes_the_dropped_ones_from_milvus(tiny_w
     for i in range(3):
         clip(clips / f'c{i}.mp4', i)
     out, db = tmp_path / 'r.parquet', tmp_path / 'videos.db'
-    runner.run_index([clips], out, spec(tiny_weights), milvus=str(db), progress=False)
+    runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights), milvus=str(db), progress=False))
     assert len(milvus_paths(db)) == 3
 
     fewer = [clips / 'c0.mp4', clips / 'c2.mp4']
-    summary = runner.run_index(fewer, out, spec(tiny_weights), milvus=str(db), overwrite=True, progress=False)
+    summary = runner.run_index(runner.IndexJob(fewer, out, spec(tiny_weights), milvus=str(db), overwrite=True,
+                                               progress=False))
     assert summary.milvus == (2, 1)
     assert [row['path'] for row in read_rows(out)] == [str(p) for p in fewer]
     assert milvus_paths(db) == {str(p) for p in fewer}
 
     # --overwrite with other weights replaces the collection too: never two models' vectors in one.
-    replaced = runner.run_index(fewer[:1], out, spec(weights_b), milvus=str(db), overwrite=True, progress=False)
+    replaced = runner.run_index(runner.IndexJob(fewer[:1], out, spec(weights_b), milvus=str(db), overwrite=True,
+                                                progress=False))
     assert replaced.milvus == (1, 0)  # a new collection: nothing was in it to remove
     assert milvus_paths(db) == {str(fewer[0])}
     assert [row['path'] for row in read_rows(out)] == [str(fewer[0])]
@@ -371,7 +378,7 @@ def test_the_documented_duckdb_similarity_query_runs(tiny_weights, tmp_path):
         clip(clips / f'c{i}.mp4', i)
     (clips / 'broken.mp4').write_bytes(b'junk' * 100)
     out = tmp_path / 'results.parquet'
-    runner.run_index([clips], out, spec(tiny_weights), progress=False)
+    runner.run_index(runner.IndexJob([clips], out, spec(tiny_weights), progress=False))
 
     doc = (ROOT / 'docs' / 'batch_jobs.md').read_text()
     query = doc.split('```sql\n', 1)[1].split('```', 1)[0]
@@ -392,5 +399,6 @@ def test_a_milvus_lite_database_in_a_new_folder_is_created_at_the_end_only(tiny_
     clips = tmp_path / 'clips'
     clip(clips / 'c0.mp4', 0)
     db = tmp_path / 'new' / 'folder' / 'videos.db'
-    summary = runner.run_index([clips], tmp_path / 'r.parquet', spec(tiny_weights), milvus=str(db), progress=False)
+    summary = runner.run_index(runner.IndexJob([clips], tmp_path / 'r.parquet', spec(tiny_weights), milvus=str(db),
+                                               progress=False))
     assert summary.milvus == (1, 0) and milvus_paths(db) == {str(clips / 'c0.mp4')}

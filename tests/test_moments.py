@@ -196,10 +196,11 @@ def test_reindexing_a_video_replaces_all_its_windows_including_gone_ones(tiny_we
     video = segments_video(tmp_path / 'v' / 'changing.mp4')  # 12 s: three windows
     make_video(tmp_path / 'v' / 'other.mp4', n_frames=4 * FPS, size=(96, 64), fps=FPS, seed=5)
     db, out, spec = tmp_path / 'm.db', tmp_path / 'm.parquet', tiny_spec(tiny_weights, window=4)
-    first = runner.run_index([tmp_path / 'v'], out, spec, milvus=str(db), progress=False)
+    first = runner.run_index(runner.IndexJob([tmp_path / 'v'], out, spec, milvus=str(db), progress=False))
     assert first.milvus == (4, 0) and first.windows == 4
     segments_video(video, seconds_each=3, colours=SEGMENT_COLOURS[:2])  # now 6 s: windows 0-4 s and 4-6 s
-    again = runner.run_index([tmp_path / 'v'], out, spec, milvus=str(db), overwrite=True, progress=False)
+    again = runner.run_index(runner.IndexJob([tmp_path / 'v'], out, spec, milvus=str(db), overwrite=True,
+                                             progress=False))
     assert again.milvus == (3, 1)  # the 8-12 s window no longer exists
     with milvus_store.MilvusStore(str(db), 'moments', moments=True) as store:
         assert store.keys() == {f'{video}#0', f'{video}#4000', f'{tmp_path / "v" / "other.mp4"}#0'}
@@ -247,9 +248,9 @@ def test_ray_and_local_engines_give_equal_moment_rows(library, tiny_weights, tmp
     pytest.importorskip('ray')
     videos = library['root'] / 'videos'
     spec = tiny_spec(tiny_weights, window=4, stride=2)
-    local = runner.run_index([videos], tmp_path / 'local.parquet', spec, progress=False)
-    ray = runner.run_index([videos], tmp_path / 'ray.parquet', spec, engine='ray', workers=2, chunk_size=2,
-                           progress=False)
+    local = runner.run_index(runner.IndexJob([videos], tmp_path / 'local.parquet', spec, progress=False))
+    ray = runner.run_index(runner.IndexJob([videos], tmp_path / 'ray.parquet', spec, engine='ray', workers=2,
+                                           chunk_size=2, progress=False))
     assert (ray.processed, ray.windows) == (local.processed, local.windows) == (5, 4 * 5 + 3)
     local_table, ray_table = pq.read_table(tmp_path / 'local.parquet'), pq.read_table(tmp_path / 'ray.parquet')
     assert ray_table.schema == local_table.schema
@@ -290,7 +291,7 @@ def test_python_api_searches_with_the_index_spec_and_jsonl_keeps_the_windows(lib
     assert (hits[0]['path'], hits[0]['start_ms'], hits[0]['end_ms']) == (library['target'], 4000, 8000)
 
     out = tmp_path / 'moments.jsonl'
-    runner.run_index([library['target']], out, spec, progress=False)
+    runner.run_index(runner.IndexJob([library['target']], out, spec, progress=False))
     rows = results.read_output(out)
     parquet = [row for row in library['rows'] if row['path'] == library['target']]
     assert [(r['start_ms'], r['end_ms'], r['labels']) for r in rows] == \
@@ -320,7 +321,7 @@ def test_merging_chains_only_windows_that_overlap_a_better_hit():
 
 def test_the_progress_bar_counts_seconds_of_video(library, tiny_weights, tmp_path, capsys):
     videos = [library['target'], str(library['root'] / 'videos' / 'two_colours.mp4')]  # 12 s and 8 s
-    runner.run_index(videos, tmp_path / 'p.parquet', tiny_spec(tiny_weights, window=4), progress=True)
+    runner.run_index(runner.IndexJob(videos, tmp_path / 'p.parquet', tiny_spec(tiny_weights, window=4), progress=True))
     bar = capsys.readouterr().err.replace('\r', '\n').splitlines()
     assert any('/20 s of video' in line for line in bar)
     assert any('20/20 s of video' in line and 'videos=2/2' in line for line in bar)

@@ -279,10 +279,10 @@ def test_a_crash_between_the_final_rename_and_the_sidecar_removal_resumes_to_one
     with monkeypatch.context() as m:
         m.setattr(results.shutil, 'rmtree', crash)
         with pytest.raises(Crash):
-            runner.run_index(inputs[:6], out, spec, chunk_size=2, progress=False)
+            runner.run_index(runner.IndexJob(inputs[:6], out, spec, chunk_size=2, progress=False))
     assert out.exists() and out.with_name('r.parquet.parts').exists()  # the output, and chunks with the same rows
     first = _rows(out)
-    again = runner.run_index(inputs[:6], out, spec, progress=False)
+    again = runner.run_index(runner.IndexJob(inputs[:6], out, spec, progress=False))
     assert (again.processed, again.skipped) == (0, 6)
     assert _rows(out) == first and [row['path'] for row in first] == inputs[:6]
     assert not out.with_name('r.parquet.parts').exists()
@@ -305,12 +305,12 @@ def test_a_full_disk_mid_job_fails_clearly_and_the_next_run_resumes(jobs, collec
     with monkeypatch.context() as m:
         m.setattr(results.pq, 'write_table', write_table)
         with pytest.raises(OSError, match='No space left on device'):
-            runner.run_index(inputs[:10], out, spec, chunk_size=2, progress=False)
+            runner.run_index(runner.IndexJob(inputs[:10], out, spec, chunk_size=2, progress=False))
     parts = out.with_name('r.parquet.parts')
     assert not out.exists() and not list(parts.glob('.tmp-*'))  # the failed write left no temporary file
     done = [row['path'] for row in chunk_rows(parts)]
     assert done == inputs[:4]
-    summary = runner.run_index(inputs[:10], out, spec, chunk_size=2, progress=False)
+    summary = runner.run_index(runner.IndexJob(inputs[:10], out, spec, chunk_size=2, progress=False))
     assert (summary.skipped, summary.processed) == (4, 6)
     assert [row['path'] for row in _rows(out)] == inputs[:10]
 
@@ -326,7 +326,7 @@ def test_leftovers_of_a_killed_chunk_write_are_ignored_and_a_damaged_chunk_is_na
         store.write_chunk([{'path': inputs[0], 'model': TINY, 'duration': 1.0, 'labels': ['a'], 'scores': [0.5],
                             'feature': np.ones(48, np.float32), 'decode_s': 0.1, 'model_s': 0.1, 'error': None}])
     (parts / '.tmp-0123abcd').write_bytes(b'PAR1 half a parquet file')
-    summary = runner.run_index(inputs[:3], out, spec, progress=False)
+    summary = runner.run_index(runner.IndexJob(inputs[:3], out, spec, progress=False))
     assert (summary.skipped, summary.processed) == (1, 2)
     assert [row['path'] for row in _rows(out)] == inputs[:3] and not parts.exists()
 
@@ -336,7 +336,7 @@ def test_leftovers_of_a_killed_chunk_write_are_ignored_and_a_damaged_chunk_is_na
     chunk = next(parts.glob('chunk-*.parquet'))
     chunk.write_bytes(chunk.read_bytes()[:40])
     with pytest.raises(results.JobStateError, match=f'cannot read {chunk}.*delete it to redo its videos'):
-        runner.run_index(inputs[:4], out, spec, progress=False)
+        runner.run_index(runner.IndexJob(inputs[:4], out, spec, progress=False))
     chunk.unlink()
-    runner.run_index(inputs[:4], out, spec, progress=False)
+    runner.run_index(runner.IndexJob(inputs[:4], out, spec, progress=False))
     assert [row['path'] for row in _rows(out)] == inputs[:4]

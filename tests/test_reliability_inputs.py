@@ -606,7 +606,8 @@ def test_job_rows_name_videos_as_the_user_did_and_fetch_nothing(jobs_cli, tiny_w
         spec = operators.OperatorSpec(model_name=TINY, weights=str(tiny_weights), model_cfg={
             'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
             'num_heads': 4})
-        runner.run_index(['link.mp4', 'copy.mp4', '../gone.mp4'], tmp_path / 'r.jsonl', spec, progress=False)
+        runner.run_index(runner.IndexJob(['link.mp4', 'copy.mp4', '../gone.mp4'], tmp_path / 'r.jsonl', spec,
+                                         progress=False))
         assert server.requests == 0
     finally:
         server.close()

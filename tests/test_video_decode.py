@@ -22,6 +22,7 @@ import pytest
 import timesformer_video.synthetic as mv
 from timesformer_video import decode, errors
 from timesformer_video.decode import VideoDecoder
+from timesformer_video.frames import Frames
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,6 +128,7 @@ def test_towhee_pipeline_loads_the_operator_from_the_hub_cache(tmp_path, video):
         frames = p({video('h264')!r}).get()[0]
         from towhee.operator import PyOperator
         from timesformer_video.decode import VideoDecoder
+from timesformer_video.frames import Frames
         op = ops.video_decode.ffmpeg().get_op()
         assert isinstance(op, PyOperator) and isinstance(op, VideoDecoder), type(op).__mro__
         print([f.timestamp for f in frames], frames[0].shape, frames[0].mode)
@@ -177,6 +179,7 @@ def test_views_slice_lazily_and_index_like_lists(video):
     frames = VideoDecoder()(path)
     view = frames[10:60:7]
     assert isinstance(view, decode.LazyFrames) and len(view) == len(range(10, 60, 7))
+    assert isinstance(frames, Frames) and isinstance(view, Frames)  # the declared lazy-frames protocol
     assert view.timestamps == [40 * i for i in range(10, 60, 7)]
     assert_same(list(view), path, range(10, 60, 7))
     assert_same([view[-1], view[1]], path, [59, 17])

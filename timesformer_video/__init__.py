@@ -22,7 +22,7 @@ _EXPORTS = {
     'PRECISIONS': 'build',
     'ClipTransform': 'transform',
     'ModelCfg': 'zoo', 'get_cfg': 'zoo', 'register_model': 'zoo', 'supported_model_names': 'zoo',
-    'VideoDecoder': 'decode', 'LazyFrames': 'decode', 'Frames': 'frames',
+    'VideoDecoder': 'decode', 'LazyFrames': 'decode', 'Frames': 'frames', 'Video': 'frames',
     'summarize': 'windows', 'WindowRow': 'windows', 'Timeline': 'timeline',
 }
 

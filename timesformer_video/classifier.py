@@ -17,6 +17,7 @@ import torch
 
 from .build import autocast, build_model, check_precision, resolve_device
 from .export import SUPPORTED_FORMATS, export_model
+from .frames import Video
 from .timeline import Timeline
 from .timing import frame_times
 from .transform import ClipTransform
@@ -109,7 +110,7 @@ class ActionClassifier:
         self.model = build_model(self.cfg, weights, device=self.device, precision=precision,
                                  trust_checkpoint=trust_checkpoint)
 
-    def preprocess(self, frames) -> torch.Tensor:
+    def preprocess(self, frames: Video) -> torch.Tensor:
         """Frames -> normalized float clip `(3, T, S, S)` on the CPU; `(3 views, 3, T, S, S)` with num_crops=3.
 
         Lazy frames whose `error` says the video stops early are used as they are, with a `TruncatedVideoWarning`.
@@ -117,7 +118,7 @@ class ActionClassifier:
         views = self.transform(frames)
         return views[0] if self.num_crops == 1 else views
 
-    def __call__(self, frames) -> tuple[list[str], list[float], np.ndarray] | list[WindowRow]:
+    def __call__(self, frames: Video) -> tuple[list[str], list[float], np.ndarray] | list[WindowRow]:
         if self.window_ms is not None:
             return list(self.iter_windows(frames))
         views = self.preprocess(frames)
@@ -131,7 +132,7 @@ class ActionClassifier:
         logits, features = self.forward(views.flatten(0, 1))
         return merge_views(logits.unflatten(0, (b, v)), features.unflatten(0, (b, v)))
 
-    def iter_windows(self, frames) -> Iterator[WindowRow]:
+    def iter_windows(self, frames: Video) -> Iterator[WindowRow]:
         """One `WindowRow` per window, yielded as soon as its batch has run (a call collects them into a list)."""
         if self.window_ms is None:
             raise ValueError('iter_windows needs the operator made with window= (seconds)')

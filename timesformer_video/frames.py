@@ -42,3 +42,7 @@ class Frames(Protocol):
     @property
     def error(self) -> Exception | None:
         """Set when the video stops early (a `TruncatedVideoError`): the frames are the readable part."""
+
+
+# What a consumer accepts as one video: lazy frames, a list of frames, or one `(T, H, W, 3)` uint8 array.
+Video = Frames | Sequence[np.ndarray] | np.ndarray

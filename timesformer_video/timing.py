@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .frames import Video
+
 
 @dataclass(frozen=True)
 class FrameTimes:
@@ -38,7 +40,7 @@ def _own_timestamps(frames) -> list | None:
     return None
 
 
-def frame_times(frames, purpose: str) -> FrameTimes:
+def frame_times(frames: Video, purpose: str) -> FrameTimes:
     """The frames' presentation times in ms; `purpose` names what needs them, for the error message."""
     count = len(frames)
     if count == 0:
@@ -68,6 +70,6 @@ def frame_times(frames, purpose: str) -> FrameTimes:
     return FrameTimes(times, max(end, times[-1] + 1), fps)
 
 
-def frame_rate(frames, purpose: str) -> float | None:
+def frame_rate(frames: Video, purpose: str) -> float | None:
     """The sequence's `fps`, else the mean rate of its timestamps (None for a single frame)."""
     return _positive(getattr(frames, 'fps', None)) or frame_times(frames, purpose).fps

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import TruncatedVideoWarning
+from .frames import Video
 from .timing import frame_rate
 from .zoo import ModelCfg
 
@@ -58,7 +59,7 @@ def _frame_array(frame, index: int) -> np.ndarray:
     return np.asarray(frame)
 
 
-def _count(frames) -> int:
+def _count(frames: Video) -> int:
     """How many frames `frames` holds; TypeError / ValueError when it is not a non-empty video."""
     if isinstance(frames, np.ndarray) and frames.ndim == 4:
         count = frames.shape[0]
@@ -137,7 +138,7 @@ def clip_indices(num_available: int, num_frames: int, sampling_rate: int, fps: f
     return np.clip(index, 0, num_available - 1).astype(np.int64).tolist()
 
 
-def fetch_frames(frames, indices) -> dict[int, np.ndarray]:
+def fetch_frames(frames: Video, indices) -> dict[int, np.ndarray]:
     """The frames at `indices` as validated RGB uint8 arrays, by index; a lazy decoder decodes them in one pass."""
     unique = sorted(set(indices))
     if hasattr(frames, 'take') and not isinstance(frames, np.ndarray):
@@ -220,7 +221,7 @@ class ClipTransform:
         cfg = self.cfg
         return clip_to_views(clip, cfg.image_size, cfg.mean, cfg.std, cfg.channel_order, self.num_crops)
 
-    def __call__(self, frames) -> torch.Tensor:
+    def __call__(self, frames: Video) -> torch.Tensor:
         """Frames (a list of RGB `VideoFrame`s / `(H, W, 3)` uint8 arrays, a `(T, H, W, 3)` array, or lazy frames)
         -> views `(num_crops, 3, T, S, S)` float32 on the CPU.
 

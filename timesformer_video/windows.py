@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .frames import Video
 from .timing import FrameTimes
 from .transform import ClipTransform, fetch_frames, stack_frames
 
@@ -88,7 +89,7 @@ def plan_windows(times: FrameTimes, window_ms: int, stride_ms: int) -> Iterator[
             return
 
 
-def window_batches(frames, spans: Iterable[Span], transform: ClipTransform, fps: float | None,
+def window_batches(frames: Video, spans: Iterable[Span], transform: ClipTransform, fps: float | None,
                    batch_size: int) -> Iterator[tuple[list[Span], torch.Tensor]]:
     """Yield (spans, views `(B, V, 3, T, S, S)`) for up to `batch_size` windows at a time.
 

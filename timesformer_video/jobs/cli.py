@@ -238,14 +238,15 @@ def _check_moments(args) -> None:
 
 
 def _index(args) -> int:
-    from .runner import run_index
+    from .runner import IndexJob, run_index
 
-    summary = run_index(args.inputs, args.out, _spec(args), fmt=args.format, engine=args.engine,
-                        workers=args.workers, ray_address=args.ray_address, cpus_per_worker=args.cpus_per_worker,
-                        gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
-                        chunk_size=args.chunk_size, chunk_seconds=args.chunk_seconds, milvus=args.milvus,
-                        collection=args.collection, milvus_token=args.milvus_token,
-                        retry_failed=args.retry_failed, overwrite=args.overwrite, progress=args.progress)
+    summary = run_index(IndexJob(args.inputs, args.out, _spec(args), fmt=args.format, engine=args.engine,
+                                 workers=args.workers, ray_address=args.ray_address,
+                                 cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+                                 batch_size=args.batch_size, chunk_size=args.chunk_size,
+                                 chunk_seconds=args.chunk_seconds, milvus=args.milvus, collection=args.collection,
+                                 milvus_token=args.milvus_token, retry_failed=args.retry_failed,
+                                 overwrite=args.overwrite, progress=args.progress))
     line = (f'{summary.out}: {summary.total} videos, {summary.processed} processed now '
             f'({summary.failed} failed), {summary.skipped} already done; {summary.wall_s:.1f} s')
     if summary.processed:

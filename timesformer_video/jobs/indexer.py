@@ -16,7 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .operators import OperatorSpec, build_decoder, build_operator
+from ..frames import Frames
+from .operators import OperatorSpec, build_classifier, build_decoder
 
 
 def error_text(error: BaseException) -> str:
@@ -24,7 +25,7 @@ def error_text(error: BaseException) -> str:
     return f'{type(error).__name__}: {error}'
 
 
-def stopped_early(frames) -> str | None:
+def stopped_early(frames: Frames) -> str | None:
     """The `error` of a video whose frames stop early (the decoder's `frames.error`: truncated), else None."""
     stopped = getattr(frames, 'error', None)
     return None if stopped is None else error_text(stopped)
@@ -83,7 +84,7 @@ class Indexer:
 
     def __init__(self, spec: OperatorSpec, op=None):
         self.spec = spec
-        self.op = op if op is not None else build_operator(spec)
+        self.op = op if op is not None else build_classifier(spec)
         self.decoder = build_decoder()
         self.moments = spec.moments
         # Moments only: called with (path, end_ms of the window just done) as windows finish (progress bars).

@@ -136,7 +136,7 @@ def register_model_cfg(record: dict[str, Any]):
     return zoo.register_model(dataclasses.replace(base, **overrides))
 
 
-def build_operator(spec: OperatorSpec):
+def build_classifier(spec: OperatorSpec):
     """The classifier for `spec`; raises its own errors (e.g. `WeightsUnavailableError`) unchanged."""
     from ..classifier import ActionClassifier
 

@@ -63,8 +63,8 @@ def schema(dim: int, moments: bool = False) -> pa.Schema:
         pa.field('labels', pa.list_(pa.string())),  # top-k, best first
         pa.field('scores', pa.list_(pa.float32())),  # softmax probabilities of `labels`
         pa.field('feature', pa.list_(pa.float32(), dim)),
-        pa.field('decode_s', pa.float64()),  # open + decode + preprocess
-        pa.field('model_s', pa.float64()),  # model forward (a share of it when clips are batched)
+        pa.field('decode_s', pa.float64()),  # open the video + decode the sampled frames (s)
+        pa.field('model_s', pa.float64()),  # resize, crop, normalise + forward (a share of it when batched)
         pa.field('error', pa.string()),  # null when the video was processed
     ])
 
@@ -89,10 +89,6 @@ def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
         if row['feature'] is not None:
             row['feature'] = np.asarray(row['feature'], np.float32)
     return rows
-
-
-def feature_dim(table: pa.Table) -> int:
-    return table.schema.field('feature').type.list_size
 
 
 def format_for(out: str | Path, fmt: str | None = None) -> str:
@@ -331,10 +327,6 @@ class ResultStore:
         rows = self.rows()
         failed = {row['path'] for row in rows if row['error'] is not None} if retry_failed else set()
         return {row['path'] for row in rows} - failed
-
-    @property
-    def has_pending_chunks(self) -> bool:
-        return bool(self._chunks)
 
     # -- writing ---------------------------------------------------------------------------------------------
     def _atomic_write(self, dst: Path, write) -> None:

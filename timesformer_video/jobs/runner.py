@@ -20,7 +20,7 @@ from typing import Any
 from .errors import JobError, MilvusInUseError, MilvusSyncError
 from .indexer import Indexer
 from .inputs import expand
-from .operators import OperatorSpec, build_decoder, build_operator
+from .operators import OperatorSpec, build_classifier, build_decoder
 from .results import ResultStore
 
 ENGINES = ('local', 'ray')
@@ -121,25 +121,56 @@ def _local(indexer: Indexer, paths: Sequence[str]) -> Iterator[list[dict[str, An
         yield indexer.process_many(paths[start:start + size])
 
 
-def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None, *, fmt: str | None = None,
-              engine: str = 'local', workers: int = 2, ray_address: str | None = None,
-              cpus_per_worker: float = 1, gpus_per_worker: float | None = None, batch_size: int = 1,
-              chunk_size: int = 32, chunk_seconds: float = 60.0, milvus: str | None = None,
-              collection: str | None = None, milvus_token: str | None = None, retry_failed: bool = False,
-              overwrite: bool = False, progress: bool = True,
-              log: Callable[[str], None] = _stderr) -> IndexSummary:
-    """Classify and embed every video named by `inputs` into `out` (see the CLI's `index --help`).
+@dataclasses.dataclass(frozen=True)
+class IndexJob:
+    """One `index` run: what to read, where to write, which model, which engine, which Milvus collection.
+
+    inputs: files, folders, globs, list files (`@list.txt` or `.txt`/`.lst`) and http(s) URLs (`inputs.expand`).
+    out: the output file (`.parquet`, or `.jsonl`; `fmt` overrides the extension). spec: the model and its options.
+    engine: 'local' (this process) or 'ray' (`workers` replicas of `cpus_per_worker` cores and `gpus_per_worker`
+    GPUs, None: 1 where the cluster has GPUs; `batch_size` videos per Ray task; `ray_address` an existing cluster).
+    chunk_size / chunk_seconds: finished rows are saved (and survive a kill) every `chunk_size` videos or
+    `chunk_seconds` s. milvus: a Milvus Lite `.db` path or a server URI (`collection` default 'videos', or
+    'moments' for windows; `milvus_token` for a server). retry_failed: process again the videos whose row has an
+    error. overwrite: start again instead of resuming. progress: show a progress bar on stderr.
+    Raises ValueError for a setting out of its range.
+    """
+
+    inputs: Sequence[str | os.PathLike]
+    out: str | os.PathLike
+    spec: OperatorSpec = dataclasses.field(default_factory=OperatorSpec)
+    fmt: str | None = None
+    engine: str = 'local'
+    workers: int = 2
+    ray_address: str | None = None
+    cpus_per_worker: float = 1
+    gpus_per_worker: float | None = None
+    batch_size: int = 1
+    chunk_size: int = 32
+    chunk_seconds: float = 60.0
+    milvus: str | None = None
+    collection: str | None = None
+    milvus_token: str | None = None
+    retry_failed: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f'unknown engine {self.engine!r}; expected one of {ENGINES}')
+        if self.chunk_size < 1:
+            raise ValueError(f'chunk_size must be at least 1, got {self.chunk_size}')
+
+
+def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSummary:
+    """Classify and embed every video of `job.inputs` into `job.out` (see the CLI's `index --help`).
 
     Errors of the job itself (no inputs, weights unavailable, a bad checkpoint, an output held by another job)
     raise; a video that fails is a row with its `error`. With `spec.moments` (`window`/`stride` in its options)
     the rows are windows (`results.MOMENT_COLUMNS`), a video counts as done once all its windows are written,
     and the Milvus collection holds one entity per window.
     """
-    spec = spec or OperatorSpec()
-    if engine not in ENGINES:
-        raise ValueError(f'unknown engine {engine!r}; expected one of {ENGINES}')
-    if chunk_size < 1:
-        raise ValueError(f'chunk_size must be at least 1, got {chunk_size}')
+    spec, engine, milvus, collection = job.spec, job.engine, job.milvus, job.collection
     _require(engine == 'ray', 'ray.data', "--engine ray needs Ray Data: pip install 'ray[data]'")
     if milvus is not None:
         from .milvus_store import resolve_uri
@@ -148,27 +179,27 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
         _require('://' not in milvus, 'milvus_lite', 'a Milvus Lite .db needs: pip install pymilvus milvus-lite')
         _require(True, 'pymilvus', '--milvus needs: pip install pymilvus')
     started = time.perf_counter()
-    paths = expand(inputs, warn=lambda message: log(f'warning: {message}'))
+    paths = expand(job.inputs, warn=lambda message: log(f'warning: {message}'))
     if not paths:
         raise ValueError('no videos to process: the inputs name no video files')
-    op = build_operator(spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
+    op = build_classifier(spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
     dim = op.cfg.embed_dim
     settings = spec.signature()
     moments = spec.moments
     if collection is None:
         collection = 'moments' if moments else 'videos'
-    store = ResultStore(out, dim, settings, fmt=fmt, overwrite=overwrite, moments=moments)
+    store = ResultStore(job.out, dim, settings, fmt=job.fmt, overwrite=job.overwrite, moments=moments)
     store.check()  # read-only: a refused run changes nothing
     if milvus is not None:
         from . import milvus_store
 
         if milvus_store.exists(milvus):  # opening a missing Milvus Lite file would create it
-            with milvus_store.MilvusStore(milvus, collection, milvus_token, moments=moments) as index:
-                index.check_compatible(settings, dim, str(store.out), replace=overwrite)
+            with milvus_store.MilvusStore(milvus, collection, job.milvus_token, moments=moments) as index:
+                index.check_compatible(settings, dim, str(store.out), replace=job.overwrite)
     arrivals: list[float] = []
     processed = failed = windows = 0
     with store:
-        done = store.done(retry_failed)
+        done = store.done(job.retry_failed)
         todo = [p for p in paths if p not in done]
         if len(todo) < len(paths):
             log(f'resuming: {len(paths) - len(todo)} of {len(paths)} videos already done in {store.out} '
@@ -182,9 +213,9 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
                 from .ray_engine import RayEngine
 
                 del op  # the replicas load their own
-                ray = stack.enter_context(RayEngine(spec, workers=workers, address=ray_address,
-                                                    cpus_per_worker=cpus_per_worker,
-                                                    gpus_per_worker=gpus_per_worker, batch_size=batch_size))
+                ray = stack.enter_context(RayEngine(spec, workers=job.workers, address=job.ray_address,
+                                                    cpus_per_worker=job.cpus_per_worker,
+                                                    gpus_per_worker=job.gpus_per_worker, batch_size=job.batch_size))
                 batches = ray.run(todo)
             else:
                 indexer = Indexer(spec, op)
@@ -194,17 +225,17 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
             clock = None
             if moments:
                 done_rows = {row['path']: row['duration'] or 0.0 for row in store.rows() if row['path'] in done}
-                expected = {path: _probe_seconds(path) for path in todo} if progress else {}
+                expected = {path: _probe_seconds(path) for path in todo} if job.progress else {}
                 bar = stack.enter_context(tqdm(total=sum(done_rows.values()) + sum(expected.values()),
                                                initial=sum(done_rows.values()), unit=' video s',
-                                               disable=not progress, dynamic_ncols=True, smoothing=0.1,
+                                               disable=not job.progress, dynamic_ncols=True, smoothing=0.1,
                                                file=sys.stderr, bar_format=_MOMENTS_BAR))
                 clock = _VideoClock(bar, expected)
                 if todo and engine != 'ray':
                     indexer.on_window = clock.on_window
             else:
                 bar = stack.enter_context(tqdm(total=len(paths), initial=len(paths) - len(todo), unit=' videos',
-                                               disable=not progress, dynamic_ncols=True, smoothing=0.1,
+                                               disable=not job.progress, dynamic_ncols=True, smoothing=0.1,
                                                file=sys.stderr, bar_format=_BAR))
             flushed = time.monotonic()
             buffered = 0  # videos in `buffer` (a video is one row, or all its windows)
@@ -229,7 +260,7 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
                                         failed=failed, refresh=False)
                     else:
                         bar.set_postfix(failed=failed, refresh=False)
-                    if buffered >= chunk_size or time.monotonic() - flushed >= chunk_seconds:
+                    if buffered >= job.chunk_size or time.monotonic() - flushed >= job.chunk_seconds:
                         store.write_chunk(buffer)
                         buffer, buffered, flushed = [], 0, time.monotonic()
             finally:
@@ -244,8 +275,8 @@ def run_index(inputs: Sequence[str], out: str, spec: OperatorSpec | None = None,
         if '://' not in milvus:
             os.makedirs(os.path.dirname(milvus), exist_ok=True)  # as for --out; Milvus Lite creates only the .db
         try:
-            with MilvusStore(milvus, collection, milvus_token, moments=moments) as index:
-                summary.milvus = index.sync(rows, settings, dim, str(store.out), replace=overwrite)
+            with MilvusStore(milvus, collection, job.milvus_token, moments=moments) as index:
+                summary.milvus = index.sync(rows, settings, dim, str(store.out), replace=job.overwrite)
         except MilvusInUseError as e:
             raise MilvusInUseError(f'{store.out} is complete ({len(rows)} rows), but Milvus was not updated: {e}. '
                                    f'Then run the command again, without --overwrite, to update it.') from None
