@@ -96,12 +96,16 @@ def _torch_load(path: Path, trust_checkpoint: bool) -> dict:
     try:
         return torch.load(path, map_location='cpu', weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as e:
-        if 'Weights only load failed' not in str(e):
+        # torch's weights-only unpickler refused the file: it names objects besides tensors, or it is no pickle
+        # that unpickler can read. A zip checkpoint is disassembled (nothing runs) to tell which.
+        unsafe = _unsafe_globals(path) if is_zip else None
+        if unsafe == []:
             raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({str(e).splitlines()[0]})') from e
         if trust_checkpoint is not True:  # only True opts in, not a truthy value such as the string 'false'
+            named = f' ({", ".join(unsafe[:5])})' if unsafe else ''
             raise CheckpointError(
-                f'{path} holds Python objects besides tensors, and reading them runs code from the file, so it '
-                f'was not loaded. If you trust this file, pass trust_checkpoint=True to load it with '
+                f'{path} holds Python objects besides tensors{named}, and reading them runs code from the file, '
+                f'so it was not loaded. If you trust this file, pass trust_checkpoint=True to load it with '
                 f'torch.load(weights_only=False).') from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
         raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})') from e
@@ -109,6 +113,15 @@ def _torch_load(path: Path, trust_checkpoint: bool) -> dict:
         return torch.load(path, map_location='cpu', weights_only=False)
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})') from e
+
+
+def _unsafe_globals(path: Path) -> list[str] | None:
+    """The classes and functions a zip checkpoint's pickle names beyond what `weights_only` allows (found by
+    disassembling it: nothing runs); None when the file cannot be disassembled."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - a file torch cannot take apart: the caller's error stands
+        return None
 
 
 def _load_safetensors(path: Path) -> dict:
