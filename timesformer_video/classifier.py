@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .build import autocast, build_model, check_precision, resolve_device
+from .build import autocast, build_model, resolve_device
 from .export import SUPPORTED_FORMATS, export_model
 from .frames import Video
 from .timeline import Timeline
@@ -106,9 +106,9 @@ class ActionClassifier:
         self.skip_preprocess = skip_preprocess
         self.topk = int(topk)
         self.device = resolve_device(device, node_device)
-        self.precision = check_precision(precision, self.device)
         self.model = build_model(self.cfg, weights, device=self.device, precision=precision,
-                                 trust_checkpoint=trust_checkpoint)
+                                 trust_checkpoint=trust_checkpoint)  # checks `precision` before reading weights
+        self.precision = precision
 
     def preprocess(self, frames: Video) -> torch.Tensor:
         """Frames -> normalized float clip `(3, T, S, S)` on the CPU; `(3 views, 3, T, S, S)` with num_crops=3.
@@ -119,6 +119,12 @@ class ActionClassifier:
         return views[0] if self.num_crops == 1 else views
 
     def __call__(self, frames: Video) -> tuple[list[str], list[float], np.ndarray] | list[WindowRow]:
+        """A video's frames -> (top-k labels, their probabilities high to low, feature `(D,)` float32: the CLS token
+        after the final LayerNorm, averaged over views); with `window=`, a list of `WindowRow`, one per window.
+
+        Raises TypeError / ValueError for frames that are not a video (empty, wrong shape, dtype or mode), and the
+        decoder's errors (`errors.VideoDecodeError` and its kinds) when lazy frames cannot be read.
+        """
         if self.window_ms is not None:
             return list(self.iter_windows(frames))
         views = self.preprocess(frames)
