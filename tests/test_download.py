@@ -5,64 +5,21 @@ A loopback HTTP server stands in for the release URL (TIMESFORMER_WEIGHTS_BASE_U
 import dataclasses
 import hashlib
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import TINY
+from release_server import RELEASE, ReleaseServer
 
 from timesformer_video.classifier import ActionClassifier
 from timesformer_video.errors import WeightsUnavailableError
 from timesformer_video.zoo import get_cfg, register_model
 
-RELEASE = 'TimeSformer_divST_8x32_224_K400.pyth'
-
-
-class Server:
-    """Serves one payload at /<RELEASE>; `mode` 'ok', 'short' (honest but cut-off body), 'lying' (Content-Length
-    larger than what is sent, then the connection closes), 'stall' (headers and half the body, then nothing while
-    the connection stays open)."""
-
-    def __init__(self, payload: bytes):
-        self.payload, self.mode, self.requests = payload, 'ok', 0
-        self.released = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                server.requests += 1
-                if self.path != f'/{RELEASE}':
-                    self.send_error(404)
-                    return
-                body = server.payload if server.mode == 'ok' else server.payload[:len(server.payload) // 2]
-                self.send_response(200)
-                promised = server.payload if server.mode in ('lying', 'stall') else body
-                self.send_header('Content-Length', str(len(promised)))
-                self.end_headers()
-                self.wfile.write(body)
-                if server.mode == 'stall':
-                    self.wfile.flush()
-                    server.released.wait(60)  # hold the connection open, sending nothing
-                self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.released.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 @pytest.fixture
 def server(tiny_weights, monkeypatch, tmp_path):
-    srv = Server(tiny_weights.read_bytes())
+    srv = ReleaseServer(tiny_weights.read_bytes())
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
     monkeypatch.setenv('TIMESFORMER_WEIGHTS_BASE_URL', srv.url)
     yield srv

@@ -12,21 +12,19 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, TINY
+from release_server import RELEASE, ReleaseServer
 
 from timesformer_video.classifier import ActionClassifier
 from timesformer_video.decode import VideoDecoder
 from timesformer_video.synthetic import make_video
 
-RELEASE = 'TimeSformer_divST_8x32_224_K400.pyth'  # TINY's record is a copy of the 8x224 one: same file name
 TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
             'num_heads': 4}  # the record conftest's tiny_weights registers
 WAIT_S = 60  # longest wait for a subprocess to reach a kill point
@@ -53,45 +51,6 @@ def kill(proc):
 
 # --- a download killed midway ------------------------------------------------------------------------------------
 
-class StallingServer:
-    """Serves `payload` as the release file. `stall=True`: the full Content-Length, then half the body, then
-    nothing until closed (a connection that hangs). `sent_half` is set once that half is out."""
-
-    def __init__(self, payload: bytes):
-        self.payload, self.stall, self.requests = payload, True, 0
-        self.sent_half, self.released = threading.Event(), threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                server.requests += 1
-                if self.path != f'/{RELEASE}':
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header('Content-Length', str(len(server.payload)))
-                self.end_headers()
-                if server.stall:
-                    self.wfile.write(server.payload[:len(server.payload) // 2])
-                    self.wfile.flush()
-                    server.sent_half.set()
-                    server.released.wait(WAIT_S)
-                else:
-                    self.wfile.write(server.payload)
-                self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.released.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 DOWNLOAD_SCRIPT = textwrap.dedent('''
@@ -112,7 +71,7 @@ def test_a_download_killed_midway_leaves_no_cached_file_and_the_next_run_succeed
     leaves is a temporary `<file>.<hex>.partial[.<hex>.partial]` (SIGKILL skips the clean-up), which does not
     disturb the next run, and is removed by the first run an hour or more later (here: its mtime is set back)."""
     payload = tiny_weights.read_bytes()
-    server = StallingServer(payload)
+    server = ReleaseServer(payload, mode='stall', wait_s=WAIT_S)
     cache = tmp_path / 'torch' / 'hub' / 'checkpoints'
     env = dict(os.environ, TORCH_HOME=str(tmp_path / 'torch'), TIMESFORMER_WEIGHTS_BASE_URL=server.url)
     rng = random.Random(11)
@@ -141,7 +100,7 @@ def test_a_download_killed_midway_leaves_no_cached_file_and_the_next_run_succeed
         assert leftovers and all(name.startswith(f'{RELEASE}.') and name.endswith('.partial') for name in leftovers)
         print(f'left by {faults} killed downloads: {leftovers}')
 
-        server.stall = False  # the network is back
+        server.mode = 'ok'  # the network is back
         monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
         monkeypatch.setenv('TIMESFORMER_WEIGHTS_BASE_URL', server.url)
         op = ActionClassifier(model_name=TINY, device='cpu')

@@ -128,7 +128,6 @@ def test_towhee_pipeline_loads_the_operator_from_the_hub_cache(tmp_path, video):
         frames = p({video('h264')!r}).get()[0]
         from towhee.operator import PyOperator
         from timesformer_video.decode import VideoDecoder
-from timesformer_video.frames import Frames
         op = ops.video_decode.ffmpeg().get_op()
         assert isinstance(op, PyOperator) and isinstance(op, VideoDecoder), type(op).__mro__
         print([f.timestamp for f in frames], frames[0].shape, frames[0].mode)
