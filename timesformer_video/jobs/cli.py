@@ -1,9 +1,11 @@
-"""`videos.py`: index a video collection (classify + embed, resumable, local or Ray) and search it in Milvus.
+"""Index a video collection (classify + embed, resumable, local or Ray) and search it in Milvus.
 
-    python scripts/videos.py index VIDEOS... --out results.parquet [--milvus ./videos.db] [--engine ray]
-    python scripts/videos.py search VIDEO --milvus ./videos.db -k 5
-    python scripts/videos.py index VIDEOS... --out moments.parquet --window 4 [--stride 2] --milvus ./videos.db
-    python scripts/videos.py search CLIP --milvus ./videos.db --moments -k 5 [--start S --end S] [--html hits.html]
+    timesformer-videos index VIDEOS... --out results.parquet [--milvus ./videos.db] [--engine ray]
+    timesformer-videos search VIDEO --milvus ./videos.db -k 5
+    timesformer-videos index VIDEOS... --out moments.parquet --window 4 [--stride 2] --milvus ./videos.db
+    timesformer-videos search CLIP --milvus ./videos.db --moments -k 5 [--start S --end S] [--html hits.html]
+
+The package's command; `python scripts/videos.py ...` is the same.
 
 Exit status: 0 done; 2 a bad argument (one line, before anything is loaded); 1 the job could not run (weights,
 settings, output state); 3 `index` finished but its output records videos that failed (a summary is printed);
@@ -101,8 +103,14 @@ def _spec(args) -> OperatorSpec:
                         clip_batch=args.clip_batch)
 
 
+def program() -> str:
+    """The name the user ran this command by: `videos.py` (the script) or `timesformer-videos` (the package's)."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ''
+    return name if name in ('videos.py', 'timesformer-videos') else 'timesformer-videos'
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog='videos.py', description=__doc__.split('\n\n')[0])
+    parser = _Parser(prog=program(), description=__doc__.split('\n\n')[0])
     commands = parser.add_subparsers(dest='command', required=True, parser_class=_Parser)
 
     index = commands.add_parser(
@@ -299,7 +307,7 @@ def _search(args) -> int:
     spec = _spec(args)
     if not milvus_store.exists(args.milvus):  # opening it would create an empty database
         raise MilvusUnavailableError(f'no Milvus Lite database at {milvus_store.resolve_uri(args.milvus)}; index '
-                                     f'videos into it first (videos.py index ... --milvus {args.milvus})')
+                                     f'videos into it first ({program()} index ... --milvus {args.milvus})')
     row = embed(args.video, spec, args.start, args.end)
     if args.moments:
         return _search_moments(args, spec, row)
@@ -337,7 +345,7 @@ def _invalid(args) -> str | None:
             return str(e)
         if args.command == 'search' and '://' not in uri and not os.path.exists(uri):
             return (f'--milvus {milvus}: no Milvus Lite database there; index videos into it first '
-                    f'(videos.py index VIDEOS --out results.parquet --milvus {milvus})')
+                    f'({program()} index VIDEOS --out results.parquet --milvus {milvus})')
     return None
 
 
@@ -384,7 +392,7 @@ def main(argv=None) -> int:
         return e.code
     problem = _invalid(args)
     if problem is not None:
-        print(f'videos.py {args.command}: error: {problem}', file=sys.stderr)
+        print(f'{program()} {args.command}: error: {problem}', file=sys.stderr)
         return EXIT_USAGE
     if args.command == 'index' and args.engine == 'ray' and not args.verbose:
         _quiet_ray()

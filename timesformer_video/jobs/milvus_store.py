@@ -342,7 +342,7 @@ class MilvusStore:
         info = self._info()
         if info is None:
             raise ValueError(f'no collection {self.collection!r} at {self.uri}; index videos into it first '
-                             f'(videos.py index ... --milvus {self.uri})')
+                             f'(timesformer-videos index ... --milvus {self.uri})')
         self._check_kind(info)
         self._check_model(info, model, len(vector))
         if settings is not None and info['settings'] is not None:
