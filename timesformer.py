@@ -5,6 +5,8 @@ Towhee glue only: the classifier (`timesformer_video.ActionClassifier`, installe
 (`.map(..., config={'device': 0})`). Arguments and behaviour: `ActionClassifier`'s docstring and README.md.
 """
 
+import sys
+
 from towhee.operator import NNOperator
 
 try:
@@ -12,9 +14,9 @@ try:
 except ModuleNotFoundError as e:  # the operator copied into Towhee's cache without the package installed
     if e.name != 'timesformer_video':
         raise
-    raise ModuleNotFoundError('action-classification/timesformer needs the timesformer_video package: run '
-                              '`pip install -e .` in the repository (scripts/setup.sh does), then retry',
-                              name=e.name) from e
+    raise ModuleNotFoundError(f'action-classification/timesformer needs the timesformer_video package, which is not '
+                              f'installed in {sys.executable}: in a clone of this operator\'s repository run '
+                              f'`bash scripts/setup.sh` (or `pip install -e .`), then retry', name=e.name) from e
 
 
 class Timesformer(ActionClassifier, NNOperator):

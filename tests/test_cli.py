@@ -83,3 +83,17 @@ def test_ray_runs_keep_rays_own_notices_quiet_unless_verbose(clips, tiny_weights
     assert 'Token authentication' not in result.stderr and 'Progress bars disabled' not in result.stderr
     assert 'core_worker' not in result.stderr  # Ray's C++ warning about restarting replicas: none on a local Ray
     assert '1 video failed (1 NotAVideoError):' in result.stderr
+
+
+@pytest.mark.parametrize('args, status, message', [
+    (['--help'], 0, 'bash scripts/demo.sh [--random-weights] [VIDEO]'),
+    (['--bogus'], 2, 'demo: unknown option --bogus'),
+    (['missing.mp4', '--random-weights'], 2, 'demo: no video file at missing.mp4'),  # never a synthetic stand-in
+    (['a.mp4', 'b.mp4'], 2, 'demo: one VIDEO at a time'),
+])
+def test_demo_arguments_are_checked_before_anything_is_set_up(tmp_path, args, status, message):
+    """demo.sh takes its options in any order, and a VIDEO that is not there is an error, not a generated clip."""
+    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'demo.sh'), *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == status and message in result.stdout + result.stderr
+    assert '[setup' not in result.stderr and not list(tmp_path.iterdir())

@@ -184,3 +184,54 @@ def test_weights_dir_is_expanded(tiny_weights, monkeypatch, tmp_path):
     monkeypatch.setenv('HOME', str(tmp_path))
     os.link(tiny_weights, tmp_path / 'tiny.pth')
     assert ActionClassifier(model_name=TINY, weights='~/tiny.pth').model is not None
+
+
+# --- the package's error types and the mistakes a newcomer makes ---------------------------------------------------
+
+def test_every_error_of_the_package_shares_one_base_and_keeps_its_builtin_kind():
+    from timesformer_video import errors
+    from timesformer_video.jobs import errors as job_errors
+
+    assert issubclass(errors.NotAVideoError, errors.TimesformerVideoError) and issubclass(errors.NotAVideoError,
+                                                                                          ValueError)
+    assert issubclass(errors.CheckpointError, errors.TimesformerVideoError)
+    assert issubclass(errors.WeightsUnavailableError, RuntimeError)
+    assert issubclass(job_errors.ReplicaStartError, errors.TimesformerVideoError)
+    assert issubclass(job_errors.UsageError, errors.TimesformerVideoError)
+
+
+def test_a_released_record_cannot_be_replaced_and_labels_files_are_checked(tmp_path, monkeypatch):
+    import dataclasses
+    import json
+
+    from timesformer_video.zoo import get_cfg, register_model
+
+    base = get_cfg('timesformer_k400_8x224')
+    with pytest.raises(ValueError, match="'timesformer_k400_8x224' is a released model"):
+        register_model(dataclasses.replace(base, num_frames=4))
+    assert register_model(base) == base  # the same record again changes nothing
+    with pytest.raises(ValueError, match=r"labels_file 'mine.json' of 'with_labels' not found .*kinetics_400.json"):
+        register_model(dataclasses.replace(base, name='with_labels', labels_file='mine.json'))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'mine.json').write_text(json.dumps([f'class {i}' for i in range(3)]))
+    record = register_model(dataclasses.replace(base, name='with_labels', labels_file='mine.json'))
+    assert record.labels_file == str(tmp_path / 'mine.json') and record.num_classes == 3
+    (tmp_path / 'bad.json').write_text('{"not": "a list"}')
+    with pytest.raises(ValueError, match='is not a JSON list of class names'):
+        register_model(dataclasses.replace(base, name='bad_labels', labels_file='bad.json'))
+
+
+def test_run_index_says_it_takes_an_index_job(tmp_path):
+    from timesformer_video.jobs.runner import run_index
+
+    with pytest.raises(TypeError, match=r'run_index takes one IndexJob'):
+        run_index([str(tmp_path)], str(tmp_path / 'r.parquet'))
+
+
+def test_a_model_config_that_is_not_json_names_its_file(tmp_path):
+    from timesformer_video.jobs.operators import read_model_cfg
+
+    path = tmp_path / 'cfg.json'
+    path.write_text("{'name': 'single quotes'}")
+    with pytest.raises(ValueError, match=rf'{path}: not valid JSON .* expected an object such as'):
+        read_model_cfg(path)

@@ -45,6 +45,20 @@ CHECK = textwrap.dedent('''
 ''')
 
 
+def bare_venv(venv: Path) -> tuple[Path, Path]:
+    """A new virtualenv that sees the test environment's third-party packages but not timesformer_video."""
+    base_python = Path(sys.base_prefix) / 'bin' / f'python{sys.version_info.major}.{sys.version_info.minor}'
+    subprocess.run([str(base_python), '-m', 'venv', '--without-pip', str(venv)], check=True)
+    where = 'import sysconfig; print(sysconfig.get_path("purelib"))'
+    site = Path(subprocess.run([str(venv / 'bin' / 'python'), '-c', where], capture_output=True, text=True,
+                               check=True).stdout.strip())
+    (site / 'borrowed.pth').write_text(sysconfig.get_path('purelib') + '\n')  # third-party packages only
+    probe = subprocess.run([str(venv / 'bin' / 'python'), '-I', '-c', 'import timesformer_video'],
+                           capture_output=True, text=True, cwd=venv)
+    assert probe.returncode != 0, 'the fresh virtualenv already sees timesformer_video: the test would prove nothing'
+    return venv, site
+
+
 @pytest.fixture(scope='module')
 def fresh(tmp_path_factory):
     """A new virtualenv with `pip install .` of a clean copy of this checkout; returns its `bin` directory."""
@@ -56,16 +70,7 @@ def fresh(tmp_path_factory):
         if (ROOT / name).is_file() and not name.startswith('.venv'):
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name, follow_symlinks=False)
-    venv = base / 'venv'
-    base_python = Path(sys.base_prefix) / 'bin' / f'python{sys.version_info.major}.{sys.version_info.minor}'
-    subprocess.run([str(base_python), '-m', 'venv', '--without-pip', str(venv)], check=True)
-    where = 'import sysconfig; print(sysconfig.get_path("purelib"))'
-    site = Path(subprocess.run([str(venv / 'bin' / 'python'), '-c', where], capture_output=True, text=True,
-                               check=True).stdout.strip())
-    (site / 'borrowed.pth').write_text(sysconfig.get_path('purelib') + '\n')  # third-party packages only
-    probe = subprocess.run([str(venv / 'bin' / 'python'), '-I', '-c', 'import timesformer_video'],
-                           capture_output=True, text=True, cwd=base)
-    assert probe.returncode != 0, 'the fresh virtualenv already sees timesformer_video: the test would prove nothing'
+    venv, site = bare_venv(base / 'venv')
     subprocess.run([sys.executable, '-m', 'pip', '--python', str(venv / 'bin' / 'python'), 'install', '--quiet',
                     '--disable-pip-version-check', '--no-deps', '--no-build-isolation', str(source)],
                    check=True, capture_output=True, cwd=base)
@@ -95,3 +100,17 @@ def test_pip_install_gives_the_batch_command(fresh):
     bad = subprocess.run([str(bin_dir / 'timesformer-videos'), 'index'], cwd=base, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith('timesformer-videos index: error: ')  # named as run
+
+
+def test_an_operator_in_the_towhee_cache_without_the_package_says_how_to_install_it(tmp_path):
+    venv, _ = bare_venv(tmp_path / 'venv')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env['TOWHEE_HOME'] = str(tmp_path / 'towhee')
+    subprocess.run([sys.executable, str(ROOT / 'scripts' / 'install_operators.py')], env=env, check=True,
+                   capture_output=True, timeout=60)
+    script = 'from towhee import ops\nops.video_decode.ffmpeg().get_op()'
+    out = subprocess.run([str(venv / 'bin' / 'python'), '-I', '-c', script], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert (f'video-decode/ffmpeg needs the timesformer_video package, which is not installed in '
+            f'{venv / "bin" / "python"}') in out.stderr and '`bash scripts/setup.sh`' in out.stderr

@@ -188,7 +188,7 @@ BAD_VIDEOS = [
     ('empty_file', 'NotAVideoError', 'FFmpeg cannot open it'),
     ('header_only', 'NoVideoStreamError', r'no video stream \(streams found: none\)'),
     ('random_bytes', 'NotAVideoError', 'FFmpeg cannot open it'),
-    ('directory', FileNotFoundError, 'video file not found'),
+    ('directory', IsADirectoryError, 'a folder, not a video file'),
     ('zeros_in_middle', 'CorruptVideoError', r'cannot decode frame \d+ \(\d+\.\d+ s\).*decoding stopped'),
     ('refused_url', ConnectionRefusedError, 'Connection refused'),
 ]
@@ -351,7 +351,7 @@ BAD_FRAMES = [
     ('one_frame_not_a_list', FRAME, TypeError, r'expected a list of frames or a \(T, H, W, 3\) array'),
     ('5d_array', np.zeros((1, 8, 48, 64, 3), np.uint8), TypeError, 'expected a list of frames'),
     ('none_frame', [FRAME, None, FRAME], TypeError, 'frame 1 is a NoneType'),
-    ('a_path_not_frames', 'clip.mp4', TypeError, 'frame 0 is a str'),
+    ('a_path_not_frames', 'clip.mp4', TypeError, r'frames is a path .*decode the video first'),
     ('dict', {0: FRAME}, TypeError, 'frames is a dict'),
     ('uint16_10bit', [np.zeros((48, 64, 3), np.uint16)] * 8, ValueError, 'dtype uint16; expected uint8'),
     ('float64', [np.zeros((48, 64, 3), np.float64)] * 8, ValueError, 'dtype float64; expected uint8'),

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from timesformer_video.errors import WeightsUnavailableError
+from timesformer_video.jobs.errors import ReplicaStartError
 from timesformer_video.jobs.operators import OperatorSpec
-from timesformer_video.jobs.ray_engine import RayEngine, ReplicaStartError, replica_start_error
+from timesformer_video.jobs.ray_engine import RayEngine, replica_start_error
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLICA_MESSAGE = 'on node-7: FileNotFoundError: weights file not found: /data/w.pth'

@@ -81,6 +81,10 @@ class ActionClassifier:
             half-precision matmuls and flash/memory-efficient attention, LayerNorm and softmax in float32); 'bf16'
             on a CPU with AVX512-BF16/AMX; 'int8' on the CPU (dynamic quantization of the Linear layers). Other
             combinations raise ValueError. Speed and error of each: benchmarks/README.md.
+
+    Raises ValueError (an argument out of its range, an unknown model name, a device or precision not available
+    here), FileNotFoundError (`weights` names nothing), `errors.CheckpointError` (not a checkpoint, or one that
+    does not fit the model) and `errors.WeightsUnavailableError` (no `weights` and the release cannot be fetched).
     """
 
     def __init__(self, model_name: str = 'timesformer_k400_8x224', skip_preprocess: bool = False, classmap=None,

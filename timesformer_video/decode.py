@@ -19,10 +19,14 @@ import statistics
 import struct
 import time
 import urllib.request
+import warnings
 
 import av
 import numpy as np
-from towhee.types import VideoFrame
+
+with warnings.catch_warnings():  # towhee 1.1.3 imports pkg_resources, which warns on every import
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    from towhee.types import VideoFrame  # the frame type of Towhee pipelines: frames are these
 
 from .errors import (
     CorruptVideoError,
@@ -42,11 +46,17 @@ _CHUNK = 32  # frames decoded per pass when iterating a view that is not in incr
 class VideoDecoder:
     """Decode a video file or http(s) URL into RGB `VideoFrame`s (timestamps in ms).
 
-    The Towhee operator `video-decode/ffmpeg` (`video_decode/` at the repository root) is this class.
+    Args:
+        start_time, end_time: seconds on the video's own clock (from its first frame); only the frames shown in
+            `[start_time, end_time)` are returned. None: from the start, to the end.
+        sample_type: None (every frame, lazily); 'uniform_temporal_subsample' with `args={'num_samples': n}`
+            (n frames spread evenly, `floor(linspace(0, count - 1, n))`); 'time_step_sample' with
+            `args={'time_step': s}` (one frame every s seconds).
+        timeout: seconds without data before opening or reading a URL gives up (`TimeoutError`).
 
-    `sample_type=None` returns a lazy `LazyFrames` sequence of every frame in [start_time, end_time);
-    'uniform_temporal_subsample' (`args={'num_samples': n}`) and 'time_step_sample' (`args={'time_step': s}`)
-    return a list. Argument errors raise `ValueError` here, not at the first call.
+    Argument errors raise `ValueError` here, not at the first call. A frame is a `towhee.types.VideoFrame`: RGB
+    uint8 `(H, W, 3)` at the displayed orientation, `timestamp` in ms since the first frame, `key_frame`.
+    The Towhee operator `video-decode/ffmpeg` (`video_decode/` at the repository root) is this class.
     """
 
     def __init__(self, start_time=None, end_time=None, sample_type=None, args=None, timeout=TIMEOUT_S):
@@ -60,6 +70,13 @@ class VideoDecoder:
         self._timeout = timeout
 
     def __call__(self, path):
+        """A video file path or http(s) URL -> its frames: a `LazyFrames` (sample_type=None), else a list.
+
+        Raises FileNotFoundError (no such file; HTTP 404), IsADirectoryError, `NotAVideoError`,
+        `NoVideoStreamError`, `EmptyVideoError`, `TimeRangeError` (no frame in the window), `NotSeekableError`,
+        `CorruptVideoError` (a sampled window reaching the unreadable tail of a truncated file), TimeoutError,
+        ConnectionError; the `*VideoError` ones are in `errors.py`. Details: video_decode/README.md.
+        """
         frames = self.frames(path)
         if self._sample_type is None:
             return frames
@@ -70,7 +87,10 @@ class VideoDecoder:
         return frames.take(time_step_indices(frames.times, self._sample_arg, self._start))
 
     def frames(self, path):
-        """All frames of the window as a `LazyFrames` (one index pass; frames are decoded when read)."""
+        """All frames of the window as a `LazyFrames` (one index pass; frames are decoded when read).
+
+        Raises what `__call__` raises, except `CorruptVideoError`: a truncated video's frames carry it as `error`.
+        """
         index = VideoIndex.read(path, self._timeout)
         ticks = index.ticks
         first = bisect.bisect_left(ticks, math.ceil(ticks[0] + self._start / index.time_base))
@@ -651,6 +671,9 @@ def _needs_seeking_but_cannot(url, timeout):
 def _open(source, timeout):
     """Open with a read timeout; map FFmpeg's errors to ours."""
     is_url = '://' in source
+    if not is_url and os.path.isdir(source):
+        raise IsADirectoryError(errno.EISDIR, 'a folder, not a video file (the batch job takes folders: '
+                                'timesformer-videos index FOLDER)', source)
     if not is_url and not os.path.isfile(source):
         raise FileNotFoundError(errno.ENOENT, 'video file not found', source)
     try:

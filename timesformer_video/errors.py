@@ -1,14 +1,20 @@
 """Every error and warning of the decoder, the checkpoints and the classifier: one class per kind of failure.
 
 Catch them by type (`except NotAVideoError`); each message says what was wrong, what was expected and what to do.
-The batch job's own failures (a job that cannot run as asked) are in `jobs/errors.py`.
+Every one is a `TimesformerVideoError` (catch that for any failure of this package), and also the built-in type it
+is a kind of (`ValueError`, `RuntimeError`, `TimeoutError`, `IndexError`), so code written against those still
+works. The batch job's own failures (a job that cannot run as asked) are in `jobs/errors.py`, under `JobError`.
 """
 
 from __future__ import annotations
 
+
+class TimesformerVideoError(Exception):
+    """Base of every error this package raises on purpose."""
+
 # Decoding (decode.py)
 
-class VideoDecodeError(ValueError):
+class VideoDecodeError(TimesformerVideoError, ValueError):
     """The input cannot be decoded as asked."""
 
 
@@ -47,19 +53,19 @@ class TruncatedVideoError(CorruptVideoError, IndexError):
 
 # Checkpoints (checkpoints.py)
 
-class CheckpointError(ValueError):
+class CheckpointError(TimesformerVideoError, ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(TimesformerVideoError, RuntimeError):
     """Pretrained weights are not cached and could not be downloaded."""
 
 
-class DownloadStalledError(TimeoutError):
+class DownloadStalledError(TimesformerVideoError, TimeoutError):
     """The server sent nothing for the read timeout (a stalled connection or a server that never answers)."""
 
 
-class DownloadHashError(ValueError):
+class DownloadHashError(TimesformerVideoError, ValueError):
     """A downloaded file whose SHA-256 does not start with the recorded hash."""
 
 

@@ -18,6 +18,7 @@ protocol): the short side is scaled to the crop size and `uniform_crop` takes th
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Sequence
 
@@ -66,6 +67,9 @@ def _count(frames: Video) -> int:
         if count == 0:
             raise ValueError('no frames: the video clip is empty')
         return count
+    if isinstance(frames, (str, bytes, os.PathLike)):
+        raise TypeError(f'frames is a path ({frames!r}), not frames; decode the video first: '
+                        f'VideoDecoder()(path) (timesformer_video.decode), or ops.video_decode.ffmpeg() in Towhee')
     if not isinstance(frames, Sequence):
         raise TypeError(f'frames is a {type(frames).__name__}; expected a list of frames or a (T, H, W, 3) array')
     if len(frames) == 0:

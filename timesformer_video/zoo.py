@@ -7,7 +7,7 @@ published accuracy) sits in one `ModelCfg`, so adding a model is adding one reco
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,10 +50,19 @@ class ModelCfg:
         return len(self.labels)
 
 
+def _labels_path(file_name: str) -> Path:
+    """A bundled list's name -> its file in the package; any other name -> that path."""
+    return HERE / 'labels' / file_name if file_name in _BUNDLED else Path(file_name).absolute()
+
+
 @lru_cache(maxsize=None)
 def load_labels(file_name: str) -> list[str]:
-    with open(HERE / 'labels' / file_name, encoding='utf-8') as f:  # an absolute path is used as it is
-        return list(json.load(f))
+    """The class names of a bundled list (`kinetics_400.json`, ...) or of a JSON file, in class-index order."""
+    with open(_labels_path(file_name), encoding='utf-8') as f:
+        names = json.load(f)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f'{file_name}: expected a JSON list of class names')
+    return names
 
 
 def _dropbox(key: str, file_name: str) -> str:
@@ -67,6 +76,7 @@ def _record(name, dataset, frames, size, rate, labels, file_name, key, top1, top
 
 
 _K400, _K600, _SSV2 = 'kinetics_400.json', 'kinetics_600.json', 'something_something_v2.json'
+_BUNDLED = (_K400, _K600, _SSV2)  # label lists shipped in labels/
 
 MODELS: dict[str, ModelCfg] = {cfg.name: cfg for cfg in [
     _record('timesformer_k400_8x224', 'Kinetics-400', 8, 224, 32, _K400,
@@ -94,17 +104,40 @@ MODELS: dict[str, ModelCfg] = {cfg.name: cfg for cfg in [
 
 
 def register_model(cfg: ModelCfg) -> ModelCfg:
-    """Add a record (a fine-tuned or smaller model) so `timesformer(model_name=cfg.name)` finds it."""
+    """Add a record (a fine-tuned or smaller model) so `ActionClassifier(model_name=cfg.name)` finds it.
+
+    `labels_file` is a path (absolute, or relative to the current directory) or the name of a bundled list
+    (`kinetics_400.json`, `kinetics_600.json`, `something_something_v2.json`). Registering a name again replaces
+    that record, except a released model's, which is refused: register a copy under another name.
+    Raises ValueError for a labels file that is not found or not a JSON list of names.
+    """
+    if cfg.name in _RELEASED and cfg != _RELEASED[cfg.name]:
+        raise ValueError(f'{cfg.name!r} is a released model; its record cannot be replaced. Register your record '
+                         f'under another name (dataclasses.replace(get_cfg({cfg.name!r}), name=..., ...))')
+    labels = _labels_path(cfg.labels_file)
+    if not labels.is_file():
+        raise ValueError(f'labels_file {cfg.labels_file!r} of {cfg.name!r} not found (looked at {labels}); give a '
+                         f'path to a JSON list of class names, or one of the bundled lists: {", ".join(_BUNDLED)}')
+    if cfg.labels_file not in _BUNDLED:
+        cfg = replace(cfg, labels_file=str(labels))  # a relative path means the current directory's, now
+    try:
+        load_labels(cfg.labels_file)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f'labels_file {labels} is not a JSON list of class names: {e}') from None
     MODELS[cfg.name] = cfg
     return cfg
 
 
 def supported_model_names() -> list[str]:
+    """Every registered model name: the releases first, then records added with `register_model`."""
     return list(MODELS)
 
 
 def get_cfg(model_name: str) -> ModelCfg:
+    """The record named `model_name` (`supported_model_names()`); ValueError listing the names if there is none."""
     try:
         return MODELS[model_name]
     except KeyError:
         raise ValueError(f'unknown model_name {model_name!r}; supported: {", ".join(MODELS)}') from None
+
+_RELEASED = dict(MODELS)  # the released records, which register_model does not let anyone replace

@@ -4,6 +4,8 @@ The decoder itself (indexing, lazy frames, checked seeks, its errors) is in the 
 `scripts/setup.sh` installs (`pip install -e .`); this file only makes it a Towhee `PyOperator`.
 """
 
+import sys
+
 from towhee.operator import PyOperator
 
 try:
@@ -11,8 +13,9 @@ try:
 except ModuleNotFoundError as e:  # the operator copied into Towhee's cache without the package installed
     if e.name != 'timesformer_video':
         raise
-    raise ModuleNotFoundError('video-decode/ffmpeg needs the timesformer_video package: run `pip install -e .` in '
-                              'the repository (scripts/setup.sh does), then retry', name=e.name) from e
+    raise ModuleNotFoundError(f'video-decode/ffmpeg needs the timesformer_video package, which is not '
+                              f'installed in {sys.executable}: in a clone of this operator\'s repository run '
+                              f'`bash scripts/setup.sh` (or `pip install -e .`), then retry', name=e.name) from e
 
 
 class VideoDecoder(decode.VideoDecoder, PyOperator):

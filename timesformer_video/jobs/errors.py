@@ -5,8 +5,10 @@ A video that fails is never one of these: it becomes that video's row with its `
 
 from __future__ import annotations
 
+from ..errors import TimesformerVideoError
 
-class JobError(Exception):
+
+class JobError(TimesformerVideoError):
     """The job cannot run as asked. The message says what was wrong, what was expected and what to do."""
 
     exit_code = 1
@@ -59,3 +61,11 @@ class UsageError(JobError, ValueError):
 
 class QueryRangeError(UsageError):
     """The part of the query video asked for (`--start`/`--end`) holds no frame."""
+
+
+class ReplicaStartError(JobError, RuntimeError):
+    """A replica could not build the operator (e.g. weights missing on that node); a job error, not a video's.
+
+    A replica raises it with a message only, so it pickles: Ray hands the driver this instance inside its own
+    exception, where `replica_start_error` finds it.
+    """

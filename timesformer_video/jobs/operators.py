@@ -109,7 +109,11 @@ def weights_sha256(weights: str | os.PathLike | None) -> str | None:
 
 def read_model_cfg(path: str | Path) -> dict[str, Any]:
     with open(path, encoding='utf-8') as f:
-        record = json.load(f)
+        try:
+            record = json.load(f)
+        except json.JSONDecodeError as e:
+            example = f'{{"name": "my_model", "base": "{DEFAULT_MODEL}", "labels_file": "labels.json"}}'
+            raise ValueError(f'{path}: not valid JSON ({e}); expected an object such as {example}') from None
     if not isinstance(record, dict) or 'name' not in record:
         raise ValueError(f'{path}: expected a JSON object with at least "name" (and "base" plus ModelCfg fields)')
     labels = record.get('labels_file')
@@ -128,7 +132,7 @@ def register_model_cfg(record: dict[str, Any]):
     overrides = {k: v for k, v in record.items() if k != 'base'}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(f'model config has unknown fields {unknown}; known: {sorted(fields)}')
+        raise ValueError(f'model config has unknown fields {unknown}; known: "base" and {sorted(fields)}')
     for key in ('mean', 'std'):
         if key in overrides:
             overrides[key] = tuple(overrides[key])

@@ -15,21 +15,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .errors import JobError
+from .errors import ReplicaStartError
 from .operators import OperatorSpec
 
 _QUIET = 'ignore:pkg_resources is deprecated:UserWarning'  # towhee's import, once per replica
-
-
-class ReplicaStartError(JobError, RuntimeError):
-    """A replica could not build the operator (e.g. weights missing on that node); a job error, not a video's.
-
-    A replica raises it with a message only, so it pickles: Ray hands the driver this instance inside its own
-    exception, where `replica_start_error` finds it.
-    """
 
 
 class _Replica:
@@ -109,11 +102,15 @@ class RayEngine:
         dataset = ray.data.from_items([{'path': p} for p in paths], override_num_blocks=blocks)
         # On a Ray started for this run, a replica that dies is not restarted (the job fails and resumes when run
         # again), so Ray's core worker has no restart to warn about on every run; a cluster keeps Ray's restarts.
+        # Ray 2.60 takes max_restarts only through its deprecated **ray_remote_args (no named parameter yet, so its
+        # deprecation warning is silenced here); requirements pin ray below 2.64, which removes them.
         restarts = {'max_restarts': 0} if self._local else {}
-        results = dataset.map_batches(
-            _Replica, fn_constructor_kwargs={'spec': self.spec}, batch_size=self.batch_size,
-            batch_format='numpy', compute=ray.data.ActorPoolStrategy(size=self.workers),
-            num_cpus=self.cpus_per_worker, num_gpus=gpus, **restarts)
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='`ray_remote_args` is deprecated')
+            results = dataset.map_batches(
+                _Replica, fn_constructor_kwargs={'spec': self.spec}, batch_size=self.batch_size,
+                batch_format='numpy', compute=ray.data.ActorPoolStrategy(size=self.workers),
+                num_cpus=self.cpus_per_worker, num_gpus=gpus, **restarts)
         try:
             for table in results.iter_batches(batch_size=None, batch_format='pyarrow', prefetch_batches=0):
                 yield table_to_rows(table)

@@ -170,6 +170,9 @@ def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSumma
     the rows are windows (`results.MOMENT_COLUMNS`), a video counts as done once all its windows are written,
     and the Milvus collection holds one entity per window.
     """
+    if not isinstance(job, IndexJob):
+        raise TypeError(f'run_index takes one IndexJob (run_index(IndexJob(inputs, out, spec, ...))), '
+                        f'not a {type(job).__name__}')
     spec, engine, milvus, collection = job.spec, job.engine, job.milvus, job.collection
     _require(engine == 'ray', 'ray.data', "--engine ray needs Ray Data: pip install 'ray[data]'")
     if milvus is not None:
