@@ -1,4 +1,7 @@
-"""TimeSformer video classification and embedding, its video decoder and its batch jobs, without Towhee.
+"""TimeSformer video classification and embedding, its video decoder and its batch jobs, usable without Towhee.
+
+The model, its builder, the clip transform and the classifier do not import Towhee; the decoder imports only
+Towhee's frame type (`towhee.types.VideoFrame`), which its frames are, so Towhee pipelines take them as they are.
 
     from timesformer_video import ActionClassifier, VideoDecoder
     classify = ActionClassifier('timesformer_k400_8x224', weights='TimeSformer_divST_8x32_224_K400.pyth')
@@ -6,8 +9,9 @@
 
 Modules, one concept each: `zoo` (a model's record: architecture, weights, transform, labels), `model` (the network),
 `checkpoints` (reading every released format), `build` (record -> ready model), `transform` (frames -> clip views),
-`classifier` (frames -> labels, scores, feature), `decode` (video -> lazy frames), `timing` and `windows` (sliding
-windows over long videos), `export`, `timeline`, `errors`; `jobs` is the batch tool (`timesformer-videos`).
+`classifier` (frames -> labels, scores, feature), `decode` (video -> lazy frames), `frames` (the lazy-frames
+protocol), `timing` and `windows` (sliding windows over long videos), `export`, `timeline`, `errors`, `synthetic`
+(test videos whose frames carry their index); `jobs` is the batch tool (`timesformer-videos`).
 The Towhee operators at the repository root (`timesformer.py`, `video_decode/`) are thin glue around
 `ActionClassifier` and `VideoDecoder`.
 
@@ -23,6 +27,7 @@ _EXPORTS = {
     'ClipTransform': 'transform',
     'ModelCfg': 'zoo', 'get_cfg': 'zoo', 'register_model': 'zoo', 'supported_model_names': 'zoo',
     'VideoDecoder': 'decode', 'LazyFrames': 'decode', 'Frames': 'frames', 'Video': 'frames',
+    'TimesformerVideoError': 'errors',
     'summarize': 'windows', 'WindowRow': 'windows', 'Timeline': 'timeline',
 }
 
