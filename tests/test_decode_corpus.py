@@ -70,6 +70,10 @@ CORPUS = {
     # TS segments joined with cat: the demuxer flags each continuity-counter jump as a corrupt packet.
     'joined.ts': (250, [f'{SRC.format(s=10)} -c:v libx264 -g 25 long.ts',
                         '-i long.ts -c copy -f segment -segment_time 2 seg%03d.ts', 'CAT seg*.ts joined.ts']),
+    # An adaptive-bitrate (HLS) capture: the stream switches from 176x144 to 320x240 half-way.
+    'resolution_switch.ts': (100, [f'{SRC.format(s=2)} -c:v libx264 -g 25 switch_a.ts',
+                                   f'{SRC.format(s=2)} -vf scale=320:240 -c:v libx264 -g 25 switch_b.ts',
+                                   'CAT switch_*.ts resolution_switch.ts']),
 }
 # Inputs a sequential decode reads only in part, then raises: (frames before it stops or None, commands).
 TRUNCATED = {

@@ -77,7 +77,6 @@ FRAME = np.zeros((64, 80, 3), np.uint8)
     ([np.zeros((64, 64), np.uint8)] * 8, ValueError, r'expected \(H, W, 3\) RGB'),
     ([np.zeros((64, 64, 4), np.uint8)] * 8, ValueError, r'expected \(H, W, 3\) RGB'),
     ([np.zeros((64, 64, 3), np.float32)] * 8, ValueError, 'expected uint8'),
-    ([FRAME] * 4 + [np.zeros((80, 64, 3), np.uint8)] * 4, ValueError, 'different sizes'),
     ([VideoFrame(FRAME, mode='HSV')] * 8, ValueError, "mode 'HSV'"),
     ([np.zeros((0, 64, 3), np.uint8)] * 8, ValueError, 'empty'),
     ([[0, 1, 2]] * 8, TypeError, 'expected a towhee VideoFrame'),
@@ -87,6 +86,19 @@ FRAME = np.zeros((64, 80, 3), np.uint8)
 def test_bad_frames(op, frames, error, match):
     with pytest.raises(error, match=match):
         op(frames)
+
+
+def test_frames_of_different_sizes_are_scaled_and_cropped_one_by_one(op):
+    """A video that changes resolution mid-clip (a stream capture's switch, two clips joined): each frame is
+    resized and cropped as a clip of its own size would be, the seed transform written out in tests/reference.py."""
+    from reference import random_frames, reference_clip
+
+    small, large = random_frames(4, 64, 80, seed=1), random_frames(4, 96, 72, seed=2)  # landscape, then portrait
+    frames = list(small) + list(large)
+    expected = torch.cat([reference_clip(f[None], None, 64) for f in frames], dim=1)  # (3, 8, 64, 64)
+    assert (op.preprocess(frames) - expected).abs().max() < 1e-5
+    labels, scores, features = op(frames)
+    assert len(labels) == 5 and features.shape == (48,)
 
 
 def test_single_frame_is_repeated_to_the_clip_length(op):

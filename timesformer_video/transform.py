@@ -152,12 +152,13 @@ def fetch_frames(frames: Video, indices) -> dict[int, np.ndarray]:
     return {i: _frame_array(f, i) for i, f in zip(unique, fetched)}
 
 
-def stack_frames(by_index: dict[int, np.ndarray], indices) -> torch.Tensor:
-    """Frames from `fetch_frames` in `indices` order as one uint8 `(T, H, W, 3)` clip."""
+def stack_frames(by_index: dict[int, np.ndarray], indices) -> torch.Tensor | list[torch.Tensor]:
+    """Frames from `fetch_frames` in `indices` order as one uint8 `(T, H, W, 3)` clip; when the video changes size
+    within the clip (a resolution switch in a stream capture, clips of two sizes joined), a list of its T uint8
+    `(H, W, 3)` frames, which `ClipTransform.views` scales and crops one by one."""
     arrays = [by_index[i] for i in indices]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(f'frames have different sizes {sorted(shapes)}; all frames of a clip must be one size')
+    if len({a.shape for a in arrays}) > 1:
+        return [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
 
 
@@ -220,10 +221,18 @@ class ClipTransform:
             return clip_indices(count, self.cfg.num_frames, self.cfg.sampling_rate, fps)
         return uniform_indices(count, self.cfg.num_frames)
 
-    def views(self, clip: torch.Tensor) -> torch.Tensor:
-        """uint8 `(T, H, W, 3)` RGB clip -> normalised float views `(num_crops, 3, T, S, S)`, S the crop size."""
+    def views(self, clip: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """uint8 `(T, H, W, 3)` RGB clip -> normalised float views `(num_crops, 3, T, S, S)`, S the crop size.
+
+        A list of T uint8 `(H, W, 3)` frames of different sizes (`stack_frames`) is taken frame by frame: each is
+        scaled and cropped as a clip of its own size would be (for frames of one size, the same numbers).
+        """
         cfg = self.cfg
-        return clip_to_views(clip, cfg.image_size, cfg.mean, cfg.std, cfg.channel_order, self.num_crops)
+        if isinstance(clip, torch.Tensor):
+            if clip.dtype != torch.uint8 or clip.ndim != 4 or clip.shape[-1] != 3:
+                raise ValueError(f'a clip is uint8 (T, H, W, 3) RGB; got {clip.dtype} {tuple(clip.shape)}')
+            return clip_to_views(clip, cfg.image_size, cfg.mean, cfg.std, cfg.channel_order, self.num_crops)
+        return torch.cat([self.views(frame[None]) for frame in clip], dim=2)
 
     def __call__(self, frames: Video) -> torch.Tensor:
         """Frames (a list of RGB `VideoFrame`s / `(H, W, 3)` uint8 arrays, a `(T, H, W, 3)` array, or lazy frames)

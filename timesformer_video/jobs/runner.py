@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 from .errors import JobError, MilvusInUseError, MilvusSyncError
 from .indexer import Indexer
-from .inputs import expand
+from .inputs import expand, is_url
 from .operators import OperatorSpec, build_classifier, build_decoder
 from .results import ResultStore
 
@@ -136,7 +137,7 @@ class IndexJob:
     Raises ValueError for a setting out of its range.
     """
 
-    inputs: Sequence[str | os.PathLike]
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike  # one path alone is one input
     out: str | os.PathLike
     spec: OperatorSpec = dataclasses.field(default_factory=OperatorSpec)
     fmt: str | None = None
@@ -156,10 +157,23 @@ class IndexJob:
     progress: bool = True
 
     def __post_init__(self):
+        inputs = self.inputs
+        if isinstance(inputs, (str, bytes, os.PathLike)):
+            inputs = [inputs]  # one input, not a sequence of characters
+        object.__setattr__(self, 'inputs', tuple(os.fspath(item) for item in inputs))
+        if not isinstance(self.spec, OperatorSpec):
+            raise TypeError(f'spec must be an OperatorSpec (jobs.operators), not a {type(self.spec).__name__}')
         if self.engine not in ENGINES:
             raise ValueError(f'unknown engine {self.engine!r}; expected one of {ENGINES}')
-        if self.chunk_size < 1:
-            raise ValueError(f'chunk_size must be at least 1, got {self.chunk_size}')
+        if self.fmt not in (None, 'parquet', 'jsonl'):
+            raise ValueError(f"fmt must be 'parquet', 'jsonl' or None (from the extension of out), got {self.fmt!r}")
+        for name in ('workers', 'batch_size', 'chunk_size'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f'{name} must be an integer of at least 1, got {value!r}')
+        if not (isinstance(self.chunk_seconds, (int, float)) and math.isfinite(self.chunk_seconds)
+                and self.chunk_seconds > 0):
+            raise ValueError(f'chunk_seconds must be a positive number of seconds, got {self.chunk_seconds!r}')
 
 
 def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSummary:
@@ -185,6 +199,10 @@ def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSumma
     paths = expand(job.inputs, warn=lambda message: log(f'warning: {message}'))
     if not paths:
         raise ValueError('no videos to process: the inputs name no video files')
+    out_file = os.path.realpath(os.path.expanduser(os.fspath(job.out)))
+    if any(not is_url(path) and os.path.realpath(path) == out_file for path in paths):
+        raise ValueError(f'the output {job.out} is one of the input videos; choose another output file '
+                         f'(results.parquet or .jsonl)')
     op = build_classifier(spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
     dim = op.cfg.embed_dim
     settings = spec.signature()
