@@ -247,3 +247,69 @@ def test_a_model_config_that_is_not_json_names_its_file(tmp_path):
     path.write_text("{'name': 'single quotes'}")
     with pytest.raises(ValueError, match=rf'{path}: not valid JSON .* expected an object such as'):
         read_model_cfg(path)
+
+
+@pytest.mark.parametrize('device', ['meta', 'mps', 'cpu:1', -2, True])
+def test_devices_the_model_cannot_run_on_are_refused(device):
+    from timesformer_video.build import resolve_device
+
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda', 'cuda:N' or a CUDA index"):
+        resolve_device(device)
+
+
+@pytest.mark.parametrize('fields, match', [
+    (dict(name=''), 'a record needs a name'),
+    (dict(name=None), 'a record needs a name'),
+    (dict(depth=-1), 'depth=-1; these must be positive integers'),
+    (dict(num_heads=5), 'embed_dim .* must divide by num_heads'),
+    (dict(channel_order='rgb'), "channel_order must be 'RGB' or 'BGR'"),
+    (dict(sampling_rate=0), 'sampling_rate must be a positive integer or None'),
+])
+def test_a_record_no_model_can_be_built_from_is_refused(fields, match):
+    import dataclasses
+
+    from timesformer_video.zoo import get_cfg, register_model
+
+    with pytest.raises(ValueError, match=match):
+        register_model(dataclasses.replace(get_cfg('timesformer_k400_8x224'), **{'name': 'bad_record', **fields}))
+
+
+def test_a_labels_file_read_again_after_it_changed(tmp_path):
+    import dataclasses
+    import json
+
+    from timesformer_video.zoo import get_cfg, register_model
+
+    labels = tmp_path / 'labels.json'
+    labels.write_text(json.dumps(['a', 'b']))
+    record = dataclasses.replace(get_cfg('timesformer_k400_8x224'), name='changing', labels_file=str(labels))
+    assert register_model(record).num_classes == 2
+    labels.write_text(json.dumps(['a', 'b', 'c']))
+    assert register_model(record).labels == ['a', 'b', 'c']
+
+
+def test_merge_views_and_the_clip_transform_check_what_they_are_given():
+    from timesformer_video.classifier import merge_views
+    from timesformer_video.transform import ClipTransform
+
+    with pytest.raises(ValueError, match=r'merge_views takes logits \(B, V, C\)'):
+        merge_views(torch.zeros(3, 400), torch.zeros(3, 48))
+    transform = ClipTransform('timesformer_k400_8x224')  # a name, as build_model takes
+    assert transform.cfg.name == 'timesformer_k400_8x224'
+    with pytest.raises(ValueError, match='skip_preprocess must be True or False'):
+        ClipTransform('timesformer_k400_8x224', skip_preprocess='no')
+    with pytest.raises(ValueError, match='count must be a positive number of frames'):
+        transform.indices(0)
+    with pytest.raises(ValueError, match=r'a clip is uint8 \(T, H, W, 3\) RGB'):
+        transform.views(torch.zeros(8, 64, 64, 3))  # a float clip is refused, not divided by 255 again
+
+
+def test_int8_builds_in_threads_leave_the_quantized_engine_as_it_was(tiny_weights):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from timesformer_video.build import build_model
+
+    before = torch.backends.quantized.engine
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: build_model(TINY, tiny_weights, device='cpu', precision='int8'), range(6)))
+    assert torch.backends.quantized.engine == before

@@ -402,3 +402,26 @@ def test_a_milvus_lite_database_in_a_new_folder_is_created_at_the_end_only(tiny_
     summary = runner.run_index(runner.IndexJob([clips], tmp_path / 'r.parquet', spec(tiny_weights), milvus=str(db),
                                                progress=False))
     assert summary.milvus == (1, 0) and milvus_paths(db) == {str(clips / 'c0.mp4')}
+
+
+def test_one_path_is_one_input_and_settings_out_of_range_are_refused(tmp_path):
+    assert runner.IndexJob('a.mp4', 'r.parquet').inputs == ('a.mp4',)  # not 'a', '.', 'm', ...
+    assert runner.IndexJob(tmp_path, 'r.parquet').inputs == (str(tmp_path),)
+    for fields, match in [(dict(workers=0), 'workers must be an integer of at least 1'),
+                          (dict(chunk_seconds=float('nan')), 'chunk_seconds must be a positive number'),
+                          (dict(fmt='csv'), "fmt must be 'parquet', 'jsonl' or None"),
+                          (dict(engine='gpu'), 'unknown engine')]:
+        with pytest.raises(ValueError, match=match):
+            runner.IndexJob(['a.mp4'], 'r.parquet', **fields)
+    with pytest.raises(TypeError, match='spec must be an OperatorSpec'):
+        runner.IndexJob(['a.mp4'], 'r.parquet', spec='timesformer_k400_8x224')
+
+
+def test_an_output_that_is_one_of_the_inputs_is_refused_and_the_video_kept(tiny_weights, tmp_path):
+    clips = tmp_path / 'clips'
+    clip(clips / 'c0.mp4', 0)
+    video = clips / 'c0.mp4'
+    data = video.read_bytes()
+    with pytest.raises(ValueError, match='is one of the input videos'):
+        runner.run_index(runner.IndexJob([clips], video, spec(tiny_weights), overwrite=True, progress=False))
+    assert video.read_bytes() == data

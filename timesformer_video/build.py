@@ -40,7 +40,7 @@ def create_model(model: str | ModelCfg, meta: bool = False) -> TimeSformer:
 
 
 def resolve_device(device=None, node_device: int = -1) -> torch.device:
-    """`device` when given ('cpu', 'cuda', 'cuda:N', a CUDA index; -1 the CPU); else `node_device` when it is a CUDA
+    """`device` when given ('cpu', 'cuda', 'cuda:N', a CUDA index, -1 the CPU); else `node_device` when it is a CUDA
     index (Towhee's node `config={'device': N}`; -1 means not set); else CUDA when present, else the CPU.
 
     Raises ValueError for a device that is malformed or not present on this machine.
@@ -51,12 +51,19 @@ def resolve_device(device=None, node_device: int = -1) -> torch.device:
             return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
         device, asked = node_device, f" by the Towhee node's config={{'device': {node_device}}}"
     try:
-        if isinstance(device, int) and not isinstance(device, bool):
-            device = torch.device('cpu') if device < 0 else torch.device('cuda', device)
+        if isinstance(device, bool):
+            raise TypeError(device)
+        if isinstance(device, int):
+            if device < -1:
+                raise TypeError(device)
+            device = torch.device('cpu') if device == -1 else torch.device('cuda', device)
         else:
             device = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a CUDA index, got {device!r}") from e
+    if device.type not in ('cpu', 'cuda') or (device.type == 'cpu' and device.index not in (None, 0)):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a CUDA index, got {device!r}: the model runs "
+                         f"on the CPU or on CUDA GPUs")
     if device.type == 'cuda':
         if not torch.cuda.is_available():
             raise ValueError(f'device {device} was asked for{asked} but CUDA is not available here; '
@@ -105,10 +112,13 @@ def build_model(model: str | ModelCfg = 'timesformer_k400_8x224', weights: str |
         trust_checkpoint: allow `torch.load(weights_only=False)` (unpickling runs code from the file).
 
     Returns the `TimeSformer` (temporal projections folded; int8: quantized). Run it under `autocast`.
-    Raises ValueError (name, device, precision), `CheckpointError` (a file that is not a fitting checkpoint),
-    `WeightsUnavailableError` (no weights given and the release cannot be downloaded).
+    Raises ValueError (name, device, precision), FileNotFoundError (`weights` names nothing), `CheckpointError` (a
+    file that is not a fitting checkpoint), `WeightsUnavailableError` (no weights given and the release cannot be
+    downloaded).
     """
     cfg = _record(model)
+    if not isinstance(trust_checkpoint, bool):  # a truthy string ('false') must not allow unpickling
+        raise ValueError(f'trust_checkpoint must be True or False, got {trust_checkpoint!r}')
     device = resolve_device(device)
     check_precision(precision, device)
     source = resolve_weights(cfg, progress) if weights is None else weights
@@ -125,7 +135,9 @@ def build_model(model: str | ModelCfg = 'timesformer_k400_8x224', weights: str |
     return net
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device | str, precision: str):
     """The autocast context `precision` runs under on `device` (bf16/fp16); a no-op for fp32 and int8."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {", ".join(map(repr, PRECISIONS))}, got {precision!r}')
     dtype = _AUTOCAST_DTYPES.get(precision)
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()

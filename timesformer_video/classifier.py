@@ -31,15 +31,25 @@ def _labels(cfg: ModelCfg, classmap) -> list[str]:
         return cfg.labels
     n = cfg.num_classes
     if isinstance(classmap, Mapping):
+        if not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in classmap):
+            hint = (' (a dict read from JSON has string keys: pass {int(k): v for k, v in d.items()})'
+                    if any(isinstance(k, str) for k in classmap) else '')
+            raise ValueError(f'classmap keys must be class indices, integers 0..{n - 1}; got '
+                             f'{", ".join(sorted({type(k).__name__ for k in classmap}))} keys{hint}')
         if sorted(classmap) != list(range(n)):
             raise ValueError(f'classmap must map every class index 0..{n - 1} of {cfg.name} to a name; '
                              f'got {len(classmap)} entries')
-        return [str(classmap[i]) for i in range(n)]
-    if isinstance(classmap, Sequence) and not isinstance(classmap, str):
+        names = [classmap[i] for i in range(n)]
+    elif isinstance(classmap, Sequence) and not isinstance(classmap, (str, bytes)):
         if len(classmap) != n:
             raise ValueError(f'classmap has {len(classmap)} names but {cfg.name} has {n} classes')
-        return [str(name) for name in classmap]
-    raise ValueError(f'classmap must be a list of {n} names or a dict index -> name, not {type(classmap).__name__}')
+        names = list(classmap)
+    else:
+        raise ValueError(f'classmap must be a list of {n} names or a dict index -> name, not '
+                         f'{type(classmap).__name__}')
+    if not all(isinstance(name, str) for name in names):
+        raise ValueError(f'classmap names must be strings, got {sorted({type(x).__name__ for x in names})}')
+    return names
 
 
 def merge_views(logits: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +58,10 @@ def merge_views(logits: torch.Tensor, features: torch.Tensor) -> tuple[torch.Ten
     The views' logits are summed before one softmax (PySlowFast's multi-view test: `ensemble_method='sum'`); the
     clip's feature is the mean of its views'. One view passes through as its own softmax and feature.
     """
-    return logits.sum(dim=1).softmax(dim=-1), features.mean(dim=1)
+    if logits.ndim != 3 or features.ndim != 3 or logits.shape[:2] != features.shape[:2]:
+        raise ValueError(f'merge_views takes logits (B, V, C) and features (B, V, D) of the same B and V; got '
+                         f'{tuple(logits.shape)} and {tuple(features.shape)}')
+    return logits.float().sum(dim=1).softmax(dim=-1), features.float().mean(dim=1)
 
 
 class ActionClassifier:
@@ -105,7 +118,9 @@ class ActionClassifier:
         self.num_crops, self.sampling, self.window, self.stride = num_crops, sampling, window, stride
         self.labels = _labels(self.cfg, classmap)
         if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or not 1 <= topk <= self.cfg.num_classes:
-            raise ValueError(f'topk must be an integer in 1..{self.cfg.num_classes}, got {topk!r}')
+            default = ' (the default)' if topk == 5 else ''
+            raise ValueError(f'topk must be an integer in 1..{self.cfg.num_classes}, got {topk!r}{default}: '
+                             f'{self.cfg.name} has {self.cfg.num_classes} classes')
         self.model_name = model_name
         self.skip_preprocess = skip_preprocess
         self.topk = int(topk)

@@ -37,6 +37,7 @@ from .errors import (
     TimeRangeError,
     TruncatedVideoError,
 )
+from .transform import uniform_indices  # the classifier's sampling: one rule for which frames make a clip
 
 SAMPLE_ARGS = {'uniform_temporal_subsample': 'num_samples', 'time_step_sample': 'time_step'}
 TIMEOUT_S = 30.0  # seconds without data before an open or read gives up (mostly for URLs)
@@ -479,11 +480,6 @@ def _declared_duration(container, stream):
     if container.duration and len(container.streams) == 1:
         return container.duration / av.time_base
     return None
-
-
-def uniform_indices(n_frames, num_samples):
-    """floor(linspace(0, n_frames - 1, num_samples)), as pytorchvideo's UniformTemporalSubsample."""
-    return np.linspace(0, n_frames - 1, num_samples).astype(np.int64).tolist()
 
 
 def time_step_indices(times, time_step, start=0):

@@ -1,9 +1,12 @@
 """Every error and warning of the decoder, the checkpoints and the classifier: one class per kind of failure.
 
 Catch them by type (`except NotAVideoError`); each message says what was wrong, what was expected and what to do.
-Every one is a `TimesformerVideoError` (catch that for any failure of this package), and also the built-in type it
-is a kind of (`ValueError`, `RuntimeError`, `TimeoutError`, `IndexError`), so code written against those still
-works. The batch job's own failures (a job that cannot run as asked) are in `jobs/errors.py`, under `JobError`.
+Every class here is a `TimesformerVideoError` (catch that for the failures of videos, checkpoints and jobs), and also
+the built-in type it is a kind of (`ValueError`, `RuntimeError`, `TimeoutError`, `IndexError`), so code written
+against those still works. The batch job's own failures (a job that cannot run as asked) are in `jobs/errors.py`,
+under `JobError`. A call given a bad argument (an unknown model name, a device that is not there, frames that are
+not a video) raises the plain built-in `ValueError` or `TypeError`, as Python functions do; missing files are
+`FileNotFoundError`, unreachable servers `TimeoutError` / `ConnectionError`.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 A plain `list` of RGB `VideoFrame`s (or `(H, W, 3)` uint8 arrays) or a `(T, H, W, 3)` array is a video. `Frames` is
 the richer, lazy form `decode.LazyFrames` implements: frames decoded when read, several at once with `take`, and
-the timing that sliding windows and clip sampling need without decoding. Each member is optional to a consumer,
-which falls back when it is missing (`transform.fetch_frames` reads `frames[i]` one by one without `take`;
-`timing.frame_times` reads each frame's `timestamp` without `timestamps`, or uses `fps`).
+the timing that sliding windows and clip sampling need without decoding. `isinstance(x, Frames)` holds when x has
+every member; a consumer also takes sequences with fewer and falls back (`transform.fetch_frames` reads `frames[i]`
+one by one without `take`; `timing.frame_times` reads each frame's `timestamp` without `timestamps`, or uses `fps`).
 """
 
 from __future__ import annotations

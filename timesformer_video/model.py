@@ -7,6 +7,8 @@ Plain reshape/permute only (no einops in `forward`) so the model scripts and exp
 
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -171,14 +173,23 @@ def quantize_int8(model: TimeSformer) -> nn.Module:
     data is needed. The Linear layers are ~97 % of the FLOPs; attention, LayerNorm and GELU stay float32. Weights are
     packed for oneDNN where this torch build has it: its int8 GEMM uses AVX512-VNNI/AMX and ran ~4x faster than
     fbgemm's on a ViT-B MLP on our Xeon (fbgemm ~1.7x over fp32). The engine is only switched while packing: the
-    packed weights carry their kernel, so the process-wide setting is restored.
+    packed weights carry their kernel, so the process-wide setting is restored (under a lock: threads quantizing at
+    once must not restore each other's setting).
     """
+    for block in model.blocks:
+        block.unfold_temporal_projection()  # quantize the two Linears rather than run their float product
+
+    with _ENGINE_LOCK:
+        return _quantize_linears(model)
+
+
+_ENGINE_LOCK = threading.Lock()
+
+
+def _quantize_linears(model: TimeSformer) -> nn.Module:
     import warnings
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    for block in model.blocks:
-        block.unfold_temporal_projection()  # quantize the two Linears rather than run their float product
 
     engines = torch.backends.quantized.supported_engines
     engine = 'onednn' if 'onednn' in engines else torch.backends.quantized.engine

@@ -27,16 +27,19 @@ import torch
 import torch.nn.functional as F
 
 from .errors import TruncatedVideoWarning
-from .frames import Video
+from .frames import Frames, Video
 from .timing import frame_rate
-from .zoo import ModelCfg
+from .zoo import ModelCfg, get_cfg
 
 NUM_CROPS = (1, 3)
 SAMPLINGS = ('uniform', 'clip')
 
 
 def uniform_indices(num_available: int, num_samples: int) -> list[int]:
-    """`floor(linspace(0, n - 1, k))`, as pytorchvideo's UniformTemporalSubsample (repeats frames when k > n)."""
+    """`floor(linspace(0, n - 1, k))` in float32 (`torch.linspace`), exactly as pytorchvideo's
+    UniformTemporalSubsample in the seed's transform (repeats frames when k > n); for k = 64 or 96, float32 rounding
+    picks a neighbouring frame now and then where float64 would not. The decoder's 'uniform_temporal_subsample'
+    uses this function too, so both pick the same frames."""
     return torch.linspace(0, num_available - 1, num_samples).long().tolist()
 
 
@@ -70,7 +73,7 @@ def _count(frames: Video) -> int:
     if isinstance(frames, (str, bytes, os.PathLike)):
         raise TypeError(f'frames is a path ({frames!r}), not frames; decode the video first: '
                         f'VideoDecoder()(path) (timesformer_video.decode), or ops.video_decode.ffmpeg() in Towhee')
-    if not isinstance(frames, Sequence):
+    if not isinstance(frames, (Sequence, Frames)):
         raise TypeError(f'frames is a {type(frames).__name__}; expected a list of frames or a (T, H, W, 3) array')
     if len(frames) == 0:
         raise ValueError('no frames: the video is empty or the decoder returned nothing')
@@ -135,7 +138,8 @@ def clip_indices(num_available: int, num_frames: int, sampling_rate: int, fps: f
         raise ValueError('no frames: the video clip is empty')
     rate = float(fps) if isinstance(fps, (int, float, np.number)) else math.nan
     if not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f'clip sampling needs the frame rate, a positive number; got fps={fps!r}')
+        raise ValueError(f'clip sampling needs the frame rate, a positive number; got fps={fps!r} (one frame, or '
+                         f'frames all at one time, give none): use sampling=\'uniform\', or frames with an fps')
     span = num_frames * sampling_rate * rate / target_fps
     start = max(num_available - span, 0.0) / 2
     index = np.linspace(start, start + span - 1, num_frames)
@@ -200,8 +204,14 @@ class ClipTransform:
     Raises ValueError for an argument out of its range.
     """
 
-    def __init__(self, cfg: ModelCfg, num_crops: int = 1, sampling: str = 'uniform', skip_preprocess: bool = False):
-        if isinstance(num_crops, bool) or num_crops not in NUM_CROPS:
+    def __init__(self, cfg: ModelCfg | str, num_crops: int = 1, sampling: str = 'uniform',
+                 skip_preprocess: bool = False):
+        cfg = get_cfg(cfg) if isinstance(cfg, str) else cfg
+        if not isinstance(cfg, ModelCfg):
+            raise TypeError(f'cfg must be a zoo.ModelCfg or a model name, not a {type(cfg).__name__}')
+        if not isinstance(skip_preprocess, bool):  # a truthy string ('no') must not skip the sampling
+            raise ValueError(f'skip_preprocess must be True or False, got {skip_preprocess!r}')
+        if isinstance(num_crops, bool) or not isinstance(num_crops, int) or num_crops not in NUM_CROPS:
             raise ValueError(f'num_crops must be 1 (centre crop) or 3 (the paper\'s 3 crops), got {num_crops!r}')
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be 'uniform' or 'clip', got {sampling!r}")
@@ -215,6 +225,8 @@ class ClipTransform:
 
     def indices(self, count: int, fps: float | None = None) -> list[int]:
         """Which of `count` frames make the clip (`fps`: the frames' rate, needed by sampling='clip')."""
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(f'count must be a positive number of frames, got {count!r}')
         if self.skip_preprocess:
             return list(range(count))
         if self.sampling == 'clip':

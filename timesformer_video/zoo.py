@@ -51,8 +51,26 @@ class ModelCfg:
 
 
 def _labels_path(file_name: str) -> Path:
-    """A bundled list's name -> its file in the package; any other name -> that path."""
-    return HERE / 'labels' / file_name if file_name in _BUNDLED else Path(file_name).absolute()
+    """A bundled list's name -> its file in the package; any other name -> that path (`~` expanded)."""
+    return HERE / 'labels' / file_name if file_name in _BUNDLED else Path(file_name).expanduser().absolute()
+
+
+def _check_record(cfg: ModelCfg) -> None:
+    """ValueError for a record no model can be built from."""
+    if not isinstance(cfg.name, str) or not cfg.name:
+        raise ValueError(f'a record needs a name (a non-empty string), got {cfg.name!r}')
+    sizes = {k: getattr(cfg, k) for k in ('num_frames', 'image_size', 'patch_size', 'embed_dim', 'depth', 'num_heads')}
+    bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+    if bad:
+        raise ValueError(f'{cfg.name}: {", ".join(f"{k}={v!r}" for k, v in bad.items())}; these must be positive '
+                         f'integers')
+    if cfg.embed_dim % cfg.num_heads or cfg.image_size % cfg.patch_size:
+        raise ValueError(f'{cfg.name}: embed_dim ({cfg.embed_dim}) must divide by num_heads ({cfg.num_heads}) and '
+                         f'image_size ({cfg.image_size}) by patch_size ({cfg.patch_size})')
+    if cfg.sampling_rate is not None and (not isinstance(cfg.sampling_rate, int) or cfg.sampling_rate < 1):
+        raise ValueError(f'{cfg.name}: sampling_rate must be a positive integer or None, got {cfg.sampling_rate!r}')
+    if cfg.channel_order not in ('RGB', 'BGR'):
+        raise ValueError(f"{cfg.name}: channel_order must be 'RGB' or 'BGR', got {cfg.channel_order!r}")
 
 
 @lru_cache(maxsize=None)
@@ -111,6 +129,10 @@ def register_model(cfg: ModelCfg) -> ModelCfg:
     that record, except a released model's, which is refused: register a copy under another name.
     Raises ValueError for a labels file that is not found or not a JSON list of names.
     """
+    if not isinstance(cfg, ModelCfg):
+        raise TypeError(f'register_model takes a ModelCfg (dataclasses.replace(get_cfg(...), name=..., ...)), not a '
+                        f'{type(cfg).__name__}')
+    _check_record(cfg)
     if cfg.name in _RELEASED and cfg != _RELEASED[cfg.name]:
         raise ValueError(f'{cfg.name!r} is a released model; its record cannot be replaced. Register your record '
                          f'under another name (dataclasses.replace(get_cfg({cfg.name!r}), name=..., ...))')
@@ -120,10 +142,13 @@ def register_model(cfg: ModelCfg) -> ModelCfg:
                          f'path to a JSON list of class names, or one of the bundled lists: {", ".join(_BUNDLED)}')
     if cfg.labels_file not in _BUNDLED:
         cfg = replace(cfg, labels_file=str(labels))  # a relative path means the current directory's, now
+    load_labels.cache_clear()  # the file may have changed since it was last read
     try:
-        load_labels(cfg.labels_file)
+        names = load_labels(cfg.labels_file)
     except (ValueError, TypeError) as e:
         raise ValueError(f'labels_file {labels} is not a JSON list of class names: {e}') from None
+    if not names:
+        raise ValueError(f'labels_file {labels} lists no class names')
     MODELS[cfg.name] = cfg
     return cfg
 
