@@ -313,3 +313,16 @@ def test_int8_builds_in_threads_leave_the_quantized_engine_as_it_was(tiny_weight
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: build_model(TINY, tiny_weights, device='cpu', precision='int8'), range(6)))
     assert torch.backends.quantized.engine == before
+
+
+def test_weights_for_another_class_count_say_which_record_to_choose(tiny_weights, tmp_path):
+    import dataclasses
+    import json
+
+    from timesformer_video.zoo import get_cfg, register_model
+
+    labels = tmp_path / 'three.json'
+    labels.write_text(json.dumps(['a', 'b', 'c']))
+    register_model(dataclasses.replace(get_cfg(TINY), name='tiny_three', labels_file=str(labels)))
+    with pytest.raises(CheckpointError, match='The checkpoint classifies 400 classes and the model record 3'):
+        ActionClassifier(model_name='tiny_three', weights=tiny_weights, topk=3)

@@ -425,3 +425,15 @@ def test_an_output_that_is_one_of_the_inputs_is_refused_and_the_video_kept(tiny_
     with pytest.raises(ValueError, match='is one of the input videos'):
         runner.run_index(runner.IndexJob([clips], video, spec(tiny_weights), overwrite=True, progress=False))
     assert video.read_bytes() == data
+
+
+def test_an_output_name_of_another_format_and_a_spec_with_misplaced_fields_are_refused():
+    with pytest.raises(ValueError, match=r'Parquet \(.parquet\) or JSON lines \(.jsonl\), not .csv'):
+        results.format_for('results.csv')
+    assert results.format_for('results.csv', 'jsonl') == 'jsonl'  # the format given: any name
+    with pytest.raises(ValueError, match=r"options \['topk'\] are OperatorSpec fields"):
+        operators.OperatorSpec(options={'topk': 3})
+    with pytest.raises(TypeError, match='model_cfg must be a dict'):
+        operators.OperatorSpec(model_cfg='tiny.json')
+    with pytest.raises(ValueError, match='weights is an empty path'):
+        operators.OperatorSpec(weights='')

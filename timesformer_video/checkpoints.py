@@ -173,7 +173,14 @@ def check_state_dict(sd: dict, expected: dict[str, torch.Size], fmt: str, source
         problems.append(f'shape mismatches: {"; ".join(mismatched[:8])}'
                         + (f' ... ({len(mismatched)} in all)' if len(mismatched) > 8 else ''))
     if problems:
-        raise CheckpointError(f'{source} (detected format: {fmt}) does not fit the model: ' + ' | '.join(problems))
+        hint = ''
+        theirs, ours = (sd['head.weight'].shape[0] if 'head.weight' in sd else None), expected['head.weight'][0]
+        if theirs is not None and theirs != ours:
+            hint = (f'. The checkpoint classifies {theirs} classes and the model record {ours} (its labels file): '
+                    f'choose the record these weights were trained for (model_name, or a record whose labels_file '
+                    f'lists the checkpoint\'s classes)')
+        raise CheckpointError(f'{source} (detected format: {fmt}) does not fit the model: ' + ' | '.join(problems)
+                              + hint)
 
 
 def cache_path(cfg: ModelCfg) -> Path:

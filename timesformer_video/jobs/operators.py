@@ -44,6 +44,17 @@ class OperatorSpec:
         return self.options.get('window') is not None
 
     def __post_init__(self):
+        if not isinstance(self.options, dict):
+            raise TypeError(f'options must be a dict of the classifier\'s keyword arguments, not '
+                            f'{type(self.options).__name__}')
+        own = sorted(set(self.options) & {'model_name', 'weights', 'topk', 'device', 'trust_checkpoint'})
+        if own:
+            raise ValueError(f'options {own} are OperatorSpec fields: give them as OperatorSpec({own[0]}=...)')
+        if self.model_cfg is not None and not isinstance(self.model_cfg, dict):
+            raise TypeError(f'model_cfg must be a dict (a record: read a file with read_model_cfg(path)), not '
+                            f'{type(self.model_cfg).__name__}')
+        if self.weights is not None and not os.fspath(self.weights):
+            raise ValueError('weights is an empty path; give a checkpoint file or directory, or None for the release')
         if self.weights is not None and '://' not in str(self.weights):
             # Absolute, so that a resumed run from elsewhere and a Ray worker (another cwd) read the same file.
             object.__setattr__(self, 'weights', os.path.abspath(os.path.expanduser(os.fspath(self.weights))))

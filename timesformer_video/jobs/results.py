@@ -97,7 +97,13 @@ def format_for(out: str | Path, fmt: str | None = None) -> str:
         if fmt not in FORMATS:
             raise ValueError(f'unknown format {fmt!r}; expected one of {FORMATS}')
         return fmt
-    return 'jsonl' if Path(out).suffix.lower() in ('.jsonl', '.json', '.ndjson') else 'parquet'
+    suffix = Path(out).suffix.lower()
+    if suffix in ('.jsonl', '.json', '.ndjson'):
+        return 'jsonl'
+    if suffix not in ('', '.parquet', '.pq'):
+        raise ValueError(f'{out}: results are written as Parquet (.parquet) or JSON lines (.jsonl), not {suffix}; '
+                         f'name the output so, or give the format (--format) to write it under this name')
+    return 'parquet'
 
 
 def _fsync_dir(directory: Path) -> None:
