@@ -17,10 +17,12 @@ preprocessing are not timed here.
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -187,7 +189,8 @@ def main() -> int:
         print(f'# matmul peak {name}: {flops / 1e9:.1f} GFLOP/s ({shape_label(shape)})')
 
     # Every implementation is loaded first, so that each batch size times them all round-robin.
-    workdir = Path(tempfile.mkdtemp(prefix='timesformer-bench-'))
+    workdir = Path(tempfile.mkdtemp(prefix='timesformer-bench-'))  # 0.5 GB of HF weights, ONNX: removed at exit
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     hf = make_hf_model()
     hf.save_pretrained(workdir / 'hf')
     hf = hf.to(device)

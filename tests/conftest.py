@@ -134,6 +134,16 @@ def tiny_weights(tmp_path_factory):
     return path
 
 
+def install_operators(env: dict) -> dict:
+    """Place both operators in the Towhee cache `env['TOWHEE_HOME']`, as scripts/setup.sh does; returns `env`."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(ROOT / 'scripts' / 'install_operators.py')], env=env, check=True,
+                   capture_output=True, timeout=60)
+    return env
+
+
 def run_until_first_chunk(command, cwd, parts: Path, limit_s: float = 240):
     """Start the batch job `command` and return its process once it has saved its first chunk of rows in `parts`
     (the output's `.parts` folder): the moment to kill it mid-run."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import PARITY_FEATURES, PARITY_SCORES, TINY
+from conftest import PARITY_FEATURES, PARITY_SCORES, TINY, install_operators
 from reference import hf_outputs, random_frames, reference_clip
 from towhee.types import VideoFrame
 
@@ -179,9 +179,7 @@ NODE_DEVICE_SCRIPT = textwrap.dedent('''
 def test_towhee_node_config_device_reaches_the_operator(tiny_weights, tmp_path):
     """Towhee hands `config={'device': N}` to `Operator.__init__`; -1 (its default) runs on the CPU. Through the
     operator Towhee loads from a fresh cache (TOWHEE_HOME), in a subprocess."""
-    env = dict(os.environ, TOWHEE_HOME=str(tmp_path / 'towhee'))
-    subprocess.run([sys.executable, str(ROOT / 'scripts' / 'install_operators.py')], env=env, check=True,
-                   capture_output=True, timeout=60)
+    env = install_operators(dict(os.environ, TOWHEE_HOME=str(tmp_path / 'towhee')))
     out = subprocess.run([sys.executable, '-c', NODE_DEVICE_SCRIPT, str(tiny_weights), TINY], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -23,7 +23,7 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
+from conftest import ROOT, install_operators
 from test_jobs import TINY_CFG
 
 from timesformer_video import decode, errors
@@ -277,10 +277,10 @@ def corpus_folder(corpus, tmp_path_factory):
 
 
 TOWHEE_SCRIPT = """
-import dataclasses, json, sys
-from timesformer_video.zoo import get_cfg, register_model  # the package the cached operator imports
+import json, sys
+from timesformer_video.jobs.operators import register_model_cfg  # the package the cached operator imports
 cfg = json.loads(sys.argv[1])
-register_model(dataclasses.replace(get_cfg(cfg.pop('base')), **cfg))
+register_model_cfg(cfg)
 from towhee import pipe, ops
 p = (pipe.input('path')
        .map('path', 'frames', ops.video_decode.ffmpeg())
@@ -298,8 +298,7 @@ for path in sys.argv[3:]:
 
 def test_the_seed_pipeline_classifies_every_readable_video(corpus_folder, tiny_weights, tmp_path):
     """Through Towhee: both operators resolved from a Towhee cache, as the seed pipeline (tiny model)."""
-    env = dict(os.environ, TOWHEE_HOME=str(tmp_path / 'towhee'))
-    subprocess.run([sys.executable, ROOT / 'scripts' / 'install_operators.py'], env=env, check=True)
+    env = install_operators(dict(os.environ, TOWHEE_HOME=str(tmp_path / 'towhee')))
     paths = sorted(str(p) for p in corpus_folder.iterdir())
     out = subprocess.run([sys.executable, '-c', TOWHEE_SCRIPT, json.dumps(TINY_CFG), str(tiny_weights),
                           *paths], env=env, capture_output=True, text=True, timeout=600)

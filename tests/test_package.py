@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import install_operators
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,8 +107,7 @@ def test_an_operator_in_the_towhee_cache_without_the_package_says_how_to_install
     venv, _ = bare_venv(tmp_path / 'venv')
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env['TOWHEE_HOME'] = str(tmp_path / 'towhee')
-    subprocess.run([sys.executable, str(ROOT / 'scripts' / 'install_operators.py')], env=env, check=True,
-                   capture_output=True, timeout=60)
+    install_operators(env)
     script = 'from towhee import ops\nops.video_decode.ffmpeg().get_op()'
     out = subprocess.run([str(venv / 'bin' / 'python'), '-I', '-c', script], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)

@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY
+from conftest import TINY, install_operators
 from towhee.types import VideoFrame
 
 from timesformer_video.classifier import ActionClassifier
@@ -137,7 +137,7 @@ def test_16_threads_calling_batch_equal_serial_batches(op, videos):
 
 
 PIPELINE_SCRIPT = textwrap.dedent('''
-    import dataclasses, gc, json, os, sys, threading
+    import gc, json, os, sys, threading
     from towhee import ops, pipe
 
     weights, threads, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -151,9 +151,8 @@ PIPELINE_SCRIPT = textwrap.dedent('''
                 .output('path', 'labels', 'scores', 'features'))
 
     # The operator Towhee loads from its cache imports the installed package: TINY registered here is in its zoo.
-    from timesformer_video.zoo import get_cfg, register_model
-    fields = {k: v for k, v in tiny.items() if k not in ('name', 'base')}
-    register_model(dataclasses.replace(get_cfg(tiny['base']), name=tiny['name'], **fields))
+    from timesformer_video.jobs.operators import register_model_cfg
+    register_model_cfg(tiny)
     p = build()
     suffix = os.path.join('timesformer', 'versions', 'main', 'timesformer.py')
     operator_module = next(m.__name__ for m in list(sys.modules.values())
@@ -201,9 +200,7 @@ def test_16_threads_x_50_calls_through_a_towhee_pipeline_from_the_towhee_cache(o
     `pipe.batch` over 50 paths (800 pipeline calls, every node in Towhee's thread pool, one shared operator) plus
     one missing file: identical to serial calls, and to this process's operator; no descriptor leaked."""
     home = tmp_path / 'towhee'
-    env = dict(os.environ, TOWHEE_HOME=str(home), TIMESFORMER_WEIGHTS_BASE_URL='http://127.0.0.1:9')
-    subprocess.run([sys.executable, str(ROOT / 'scripts' / 'install_operators.py')], env=env, check=True,
-                   capture_output=True, timeout=60)
+    env = install_operators(dict(os.environ, TOWHEE_HOME=str(home), TIMESFORMER_WEIGHTS_BASE_URL='http://127.0.0.1:9'))
     missing = str(tmp_path / 'missing.mp4')
     out = subprocess.run([sys.executable, '-c', PIPELINE_SCRIPT, str(tiny_weights), str(THREADS), str(CALLS),
                           json.dumps(TINY_CFG), json.dumps(videos), missing],

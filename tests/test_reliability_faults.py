@@ -54,11 +54,11 @@ def kill(proc):
 
 
 DOWNLOAD_SCRIPT = textwrap.dedent('''
-    import dataclasses, json, sys
-    from timesformer_video import ActionClassifier, zoo
+    import json, sys
+    from timesformer_video import ActionClassifier
+    from timesformer_video.jobs.operators import register_model_cfg
     root, tiny = sys.argv[1], json.loads(sys.argv[2])
-    fields = {k: v for k, v in tiny.items() if k not in ('name', 'base')}
-    zoo.register_model(dataclasses.replace(zoo.get_cfg(tiny['base']), name=tiny['name'], **fields))
+    register_model_cfg(tiny)
     ActionClassifier(model_name=tiny['name'], device='cpu')  # weights=None: the release file, downloaded
     print('loaded')
 ''')

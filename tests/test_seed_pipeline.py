@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import PARITY_FEATURES, PARITY_SCORES
+from conftest import PARITY_FEATURES, PARITY_SCORES, install_operators
 from reference import hf_outputs, reference_clip
 
 from timesformer_video.synthetic import make_video
@@ -35,8 +35,7 @@ def offline_env(tmp_path_factory, checkpoints):
     root = tmp_path_factory.mktemp('offline')
     env = dict(os.environ, TOWHEE_HOME=str(root / 'towhee'), TORCH_HOME=str(root / 'torch'),
                TIMESFORMER_WEIGHTS_BASE_URL='http://127.0.0.1:9')  # nothing listens there: no download possible
-    subprocess.run([sys.executable, ROOT / 'scripts' / 'install_operators.py'], env=env, check=True)
-    return env
+    return install_operators(env)
 
 
 @pytest.fixture(scope='module')

@@ -26,6 +26,11 @@ PRECISIONS = ('fp32', 'bf16', 'fp16', 'int8')
 _AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
+def _known(precision) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {", ".join(map(repr, PRECISIONS))}, got {precision!r}')
+
+
 def _record(model: str | ModelCfg) -> ModelCfg:
     return model if isinstance(model, ModelCfg) else get_cfg(model)
 
@@ -82,8 +87,7 @@ def cpu_has_native_bf16() -> bool:
 
 def check_precision(precision, device: torch.device) -> str:
     """`precision` if it has fast kernels on `device`; a precision slower than fp32 there raises ValueError."""
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {", ".join(map(repr, PRECISIONS))}, got {precision!r}')
+    _known(precision)
     if precision == 'int8' and device.type != 'cpu':
         raise ValueError(f"precision='int8' is dynamic quantization for the CPU; on {device} use 'bf16' or 'fp16'")
     if device.type == 'cpu' and precision == 'fp16':
@@ -137,7 +141,6 @@ def build_model(model: str | ModelCfg = 'timesformer_k400_8x224', weights: str |
 
 def autocast(device: torch.device | str, precision: str):
     """The autocast context `precision` runs under on `device` (bf16/fp16); a no-op for fp32 and int8."""
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {", ".join(map(repr, PRECISIONS))}, got {precision!r}')
+    _known(precision)
     dtype = _AUTOCAST_DTYPES.get(precision)
     return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()

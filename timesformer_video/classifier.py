@@ -107,10 +107,7 @@ class ActionClassifier:
                  stride: float | None = None,
                  precision: str = 'fp32', *, node_device: int = -1):
         self.cfg = get_cfg(model_name)
-        for name, flag in (('skip_preprocess', skip_preprocess), ('trust_checkpoint', trust_checkpoint)):
-            if not isinstance(flag, bool):  # a truthy string ('false') must not skip steps or allow unpickling
-                raise ValueError(f'{name} must be True or False, got {flag!r}')
-        self.transform = ClipTransform(self.cfg, num_crops, sampling, skip_preprocess)
+        self.transform = ClipTransform(self.cfg, num_crops, sampling, skip_preprocess)  # checks its arguments
         self.window_ms, self.stride_ms = check_window(window, stride)
         if skip_preprocess and window is not None:
             raise ValueError("skip_preprocess=True gives the model the frames as they are, so it cannot be combined "
@@ -126,7 +123,7 @@ class ActionClassifier:
         self.topk = int(topk)
         self.device = resolve_device(device, node_device)
         self.model = build_model(self.cfg, weights, device=self.device, precision=precision,
-                                 trust_checkpoint=trust_checkpoint)  # checks `precision` before reading weights
+                                 trust_checkpoint=trust_checkpoint)  # checks both before reading weights
         self.precision = precision
 
     def preprocess(self, frames: Video) -> torch.Tensor:
