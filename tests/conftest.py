@@ -10,7 +10,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-# The original -> HF key table (a copy of shared/reference/original_to_hf_keys.tsv, so a plain clone runs the tests).
+# The original -> HF key table, one line per parameter (kept in the repository so a plain clone runs the tests).
 KEY_TABLE = Path(__file__).resolve().parent / 'data' / 'original_to_hf_keys.tsv'
 
 # Parity with HF on full-size ViT-B (random weights, same frames): measured at most 2.4e-6 on features and 4.8e-7 on

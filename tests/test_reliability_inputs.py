@@ -303,7 +303,7 @@ EIGHT_K_SCRIPT = textwrap.dedent('''
 def test_8k_video_decodes_full_size_and_the_operator_resizes_frame_by_frame(tiny_weights, tmp_path):
     """8K: the decoder returns full-size frames (decided: no downscaling there, it is the coded size); the operator
     keeps one full-size float frame at a time. 8 frames of 8K are 0.8 GB as uint8 and 3.2 GB as float32: before the
-    per-frame resize in preprocess.py this call peaked at +3.9 GB RSS; now +1.3 GB. Measured in a subprocess so the
+    per-frame resize in transform.py this call peaked at +3.9 GB RSS; now +1.3 GB. Measured in a subprocess so the
     peak is this call's own."""
     video = write_8k(tmp_path / '8k.mp4', n_frames=4)
     out = subprocess.run([sys.executable, '-c', EIGHT_K_SCRIPT, str(ROOT), str(tiny_weights), str(video)],
