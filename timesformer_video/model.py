@@ -124,6 +124,33 @@ class TimeSformer(nn.Module):
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_classes)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """The original release's initialisation (`vit.py`), so an untrained model is a fair stand-in for a trained one.
+
+        Every Linear: truncated normal weights (std 0.02, cut at +-2 std), zero bias; LayerNorm: weight 1, bias 0;
+        `cls_token`, `pos_embed` and `time_embed`: truncated normal, std 0.02; `temporal_fc` of every block but the
+        first: zero, so those blocks start as spatial-only ones. One deliberate difference: the original leaves
+        `time_embed` at zero (training learns it), which makes an untrained model blind to frame order (reversed or
+        shuffled frames would give the same feature); drawn here like `pos_embed`, the order shows in the output.
+        """
+        def trunc_normal(tensor: torch.Tensor) -> None:
+            nn.init.trunc_normal_(tensor, std=0.02, a=-0.04, b=0.04)
+
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                trunc_normal(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for parameter in (self.cls_token, self.pos_embed, self.time_embed):
+            trunc_normal(parameter)
+        for block in self.blocks[1:]:
+            nn.init.zeros_(block.temporal_fc.weight)
+            nn.init.zeros_(block.temporal_fc.bias)
 
     def _pos_embed(self, gh: int, gw: int) -> torch.Tensor:
         grid = int((self.pos_embed.shape[1] - 1) ** 0.5)
