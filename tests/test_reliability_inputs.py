@@ -130,6 +130,14 @@ def files(tmp_path_factory):
         (folder / name).write_bytes(data[:keep if isinstance(keep, int) else int(len(data) * keep)])
         return folder / name
 
+    def cut_inside_packet(source, k, name):
+        """`source` cut half-way through the bytes of its `k`-th video packet (in file order, found with plain PyAV):
+        where the cut lands follows from construction, not from the bytes an encoder happened to write."""
+        with av.open(str(source)) as container:
+            packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size and p.pos is not None]
+        pos, size = sorted(packets)[k]
+        return cut(source, pos + size // 2, name)
+
     def write(name, data):
         (folder / name).write_bytes(data)
         return folder / name
@@ -159,7 +167,7 @@ def files(tmp_path_factory):
         'raw_h264': lambda: write_raw_h264(folder / 'camera.h264'),
         'directory': lambda: directory('folder.mp4'),
         'zeros_in_middle': lambda: zeroed_middle(files('long_gop_faststart'), 'zeros_in_middle.mp4'),
-        'truncated_mid_gop': lambda: cut(files('long_gop_faststart'), 0.6, 'truncated_mid_gop.mp4'),
+        'truncated_mid_gop': lambda: cut_inside_packet(files('long_gop_faststart'), 60, 'truncated_mid_gop.mp4'),
         'png_named_mp4': lambda: copy(write_png(folder / 'still.png'), 'still.mp4'),
         'one_pixel': lambda: make_video(folder / 'one_pixel.mp4', n_frames=10, size=(1, 1), pix_fmt='yuv444p'),
         'two_pixels': lambda: make_video(folder / 'two_pixels.mp4', n_frames=10, size=(2, 2)),
@@ -226,7 +234,7 @@ def test_truncated_mid_gop_classifies_exactly_the_readable_frames(op, files):
     frames = VideoDecoder()(files('truncated_mid_gop'))
     n = len(frames)
     assert 0 < n < 100 and 'stops after frame' in str(frames.error)
-    assert n % 25, 'the cut should fall inside a GOP (GOP 25)'
+    assert n % 25, 'the cut falls inside the third GOP (GOP 25: packet 60 of 100 is cut)'
     complete = VideoDecoder()(files('long_gop_faststart'))
     readable = complete.take(range(n))
     assert [read_index(f) for f in frames.take(range(n))] == list(range(n))
@@ -701,8 +709,8 @@ def jobs_cli():
 @pytest.mark.parametrize('extra, message, status', [
     (['--chunk-size', '0'], 'argument --chunk-size: must be at least 1', 2),  # argument errors: before loading
     (['--topk', '0'], 'argument --topk: must be at least 1', 2),
-    (['--topk', '401'], 'topk must be an integer in 1..400', 1),  # needs the model's classes: the job's error
-    (['--engine', 'local', '--out', '{tmp}'], 'is a directory; give a file name', 1),
+    (['--topk', '401'], 'argument --topk: must be at most 400', 2),  # from the model's record, before loading it
+    (['--engine', 'local', '--out', '{tmp}'], 'is a directory; give a file name', 2),
     (['--format', 'parquet', '{tmp}/nothing_here/*.mp4'], 'no videos to process', 1),
 ], ids=['chunk_size_0', 'topk_0', 'topk_401', 'out_is_a_directory', 'no_inputs'])
 def test_batch_cli_refuses_bad_settings_with_one_line_and_a_nonzero_status(jobs_cli, tiny_weights, tmp_path, capsys,

@@ -313,16 +313,19 @@ def test_truncated_mkv_is_detected_from_its_header_duration(broken):
         frames[len(frames)]
 
 
-def test_corrupt_data_mid_stream_raises_at_the_frame_it_reaches(broken):
+def test_corrupt_data_mid_stream_gives_the_frames_before_it_or_says_why(broken):
+    """200 random bytes over the middle of an MP4. Where they land depends on the bytes the encoder wrote, and FFmpeg's
+    H.264 decoder does not react to the same bytes the same way in every run (it refused them in most runs, concealed
+    them in some), so no outcome is assumed: the frames before the damage are the right ones, and a read that meets
+    the damage either gives frames or raises a `CorruptVideoError` saying why (damage by construction:
+    test_damaged_packets.py)."""
     frames = VideoDecoder()(broken('garbled_mp4'))
-    assert len(frames) == 125  # the container is intact: demux finds every packet
+    assert len(frames) == 125  # the container is intact: the index counts every packet
     assert [mv.read_index(f) for f in frames.take([0, 10, 20])] == [0, 10, 20]
-    # FFmpeg's H.264 decoder reports this damage almost always, but not in every run of the same bytes (once in about
-    # six runs of this file it concealed it): then the frames before the damage must still be the right ones.
     try:
         got = frames.take([5, 124])
     except errors.CorruptVideoError as error:
-        assert 'decoding stopped after frame' in str(error)
+        assert 'as a sequential decode gives it' in str(error) and 'damaged inside its packets' in str(error)
         assert error.frame_index == 124 and error.time == pytest.approx(4.96)
     else:
         assert mv.read_index(got[0]) == 5
@@ -334,19 +337,15 @@ def test_corrupt_data_mid_stream_raises_at_the_frame_it_reaches(broken):
     ('truncated_plain_mp4', 'NotAVideoError', 'moov atom'),
     ('audio_only', 'NoVideoStreamError', 'streams found: audio'),
     ('zero_frames', 'EmptyVideoError', 'no readable frames'),
-    ('after_the_end', 'TimeRangeError', r'no frames in \[5.0, end\) s; the video has 75 frames spanning 3.000 s'),
-    ('between_frames', 'TimeRangeError', 'no frames in'),
 ])
 def test_bad_inputs_raise_one_clear_error_quickly(video, broken, tmp_path, case, error, message):
     error = getattr(errors, error) if isinstance(error, str) else error
-    kwargs = {'after_the_end': dict(start_time=5), 'between_frames': dict(start_time=1.01, end_time=1.02)}.get(case, {})
-    path = {'missing': str(tmp_path / 'nope.mp4'), 'zero_frames': video('zero_frames'),
-            'after_the_end': video('h264'), 'between_frames': video('h264')}.get(case) or broken(case)
+    path = {'missing': str(tmp_path / 'nope.mp4'), 'zero_frames': video('zero_frames')}.get(case) or broken(case)
     started = time.monotonic()
     with pytest.raises(error, match=message):
-        VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8}, **kwargs)(path)
+        VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(path)
     with pytest.raises(error, match=message):
-        VideoDecoder(**kwargs)(path)
+        VideoDecoder()(path)
     assert time.monotonic() - started < 5
     assert issubclass(error, ValueError) or error is FileNotFoundError
 

@@ -15,6 +15,7 @@ import errno
 import fractions
 import math
 import os
+import re
 import statistics
 import struct
 import time
@@ -45,44 +46,54 @@ _CHUNK = 32  # frames decoded per pass when iterating a view that is not in incr
 
 
 class VideoDecoder:
-    """Decode a video file or http(s) URL into RGB `VideoFrame`s (timestamps in ms).
+    """Decode a video file, an image-sequence pattern or an http(s) URL into RGB `VideoFrame`s (timestamps in ms).
 
     Args:
         start_time, end_time: seconds on the video's own clock (from its first frame); only the frames shown in
-            `[start_time, end_time)` are returned. None: from the start, to the end.
+            `[start_time, end_time)` are returned, or `[start_time, end_time]` with `include_end=True`. None: from
+            the start, to the end.
         sample_type: None (every frame, lazily); 'uniform_temporal_subsample' with `args={'num_samples': n}`
             (n frames spread evenly, `floor(linspace(0, count - 1, n))`); 'time_step_sample' with
-            `args={'time_step': s}` (one frame every s seconds).
+            `args={'time_step': s}` (one frame every s seconds). Case does not matter, as in the Towhee hub.
         timeout: seconds without data before opening or reading a URL gives up (`TimeoutError`).
+        include_end: keep a frame shown at exactly `end_time` (the Towhee hub operator's rule; the operator
+            `video-decode/ffmpeg` sets it). False (the default): the half-open windows of the batch job and moments.
 
     Argument errors raise `ValueError` here, not at the first call. A frame is a `towhee.types.VideoFrame`: RGB
     uint8 `(H, W, 3)` at the displayed orientation, `timestamp` in ms since the first frame, `key_frame`.
     The Towhee operator `video-decode/ffmpeg` (`video_decode/` at the repository root) is this class.
     """
 
-    def __init__(self, start_time=None, end_time=None, sample_type=None, args=None, timeout=TIMEOUT_S):
+    def __init__(self, start_time=None, end_time=None, sample_type=None, args=None, timeout=TIMEOUT_S, *,
+                 include_end=False):
         self._start = _seconds('start_time', start_time, default=0)
         self._end = _seconds('end_time', end_time, default=None)
-        if self._end is not None and self._start >= self._end:
-            raise ValueError(f'start_time ({start_time}) must be less than end_time ({end_time})')
+        self._include_end = bool(include_end)
+        if self._end is not None and (self._start > self._end or self._start == self._end and not include_end):
+            relation = 'at most' if include_end else 'less than'
+            raise ValueError(f'start_time ({start_time}) must be {relation} end_time ({end_time})')
         self._sample_type, self._sample_arg = _check_sampling(sample_type, args)
         if not _is_number(timeout) or timeout <= 0:
             raise ValueError(f'timeout must be a positive, finite number of seconds, got {timeout!r}')
         self._timeout = timeout
 
     def __call__(self, path):
-        """A video file path or http(s) URL -> its frames: a `LazyFrames` (sample_type=None), else a list.
+        """A video file path, image-sequence pattern or http(s) URL -> its frames: a `LazyFrames`
+        (sample_type=None), else a list. A time range that holds no frame (e.g. `start_time` past the end) gives no
+        frames: an empty `LazyFrames`, or an empty list.
 
-        Raises FileNotFoundError (no such file; HTTP 404), IsADirectoryError, `NotAVideoError`,
-        `NoVideoStreamError`, `EmptyVideoError`, `TimeRangeError` (no frame in the window), `NotSeekableError`,
-        `CorruptVideoError` (a sampled window reaching the unreadable tail of a truncated file), TimeoutError,
-        ConnectionError; the `*VideoError` ones are in `errors.py`. Details: video_decode/README.md.
+        Raises FileNotFoundError (no such file; no file matching a pattern; HTTP 404), IsADirectoryError,
+        `NotAVideoError`, `NoVideoStreamError`, `EmptyVideoError`, `NotSeekableError`, `CorruptVideoError` (a sampled
+        window reaching the unreadable tail of a truncated file), TimeoutError, ConnectionError; the `*VideoError`
+        ones are in `errors.py`. Details: video_decode/README.md.
         """
-        frames = self.frames(path)
+        frames = self._window(path)
         if self._sample_type is None:
             return frames
         if frames.error is not None:
             raise _fresh(frames.error)  # sampling needs the whole window; lazy views can still read the valid part
+        if not frames:
+            return []
         if self._sample_type == 'uniform_temporal_subsample':
             return frames.take(uniform_indices(len(frames), self._sample_arg))
         return frames.take(time_step_indices(frames.times, self._sample_arg, self._start))
@@ -90,17 +101,29 @@ class VideoDecoder:
     def frames(self, path):
         """All frames of the window as a `LazyFrames` (one index pass; frames are decoded when read).
 
-        Raises what `__call__` raises, except `CorruptVideoError`: a truncated video's frames carry it as `error`.
+        Raises what `__call__` raises (except `CorruptVideoError`: a truncated video's frames carry it as `error`),
+        and `TimeRangeError` when the window holds no frame (the call gives no frames instead).
         """
+        frames = self._window(path)
+        if not frames:
+            index, closing = frames._index, ']' if self._include_end and self._end is not None else ')'
+            raise TimeRangeError(
+                f'{path}: no frames in [{float(self._start)}, {_fmt_end(self._end)}{closing} s; the video has '
+                f'{len(index)} frames spanning {index.duration:.3f} s; choose a range inside the video')
+        return frames
+
+    def _window(self, path):
+        """The frames of `[start_time, end_time)` (or `]`) as a `LazyFrames`, empty when there are none."""
         index = VideoIndex.read(path, self._timeout)
         ticks = index.ticks
         first = bisect.bisect_left(ticks, math.ceil(ticks[0] + self._start / index.time_base))
-        stop = len(ticks) if self._end is None else bisect.bisect_left(
-            ticks, math.ceil(ticks[0] + self._end / index.time_base))
-        if first >= stop:
-            raise TimeRangeError(
-                f'{path}: no frames in [{float(self._start)}, {_fmt_end(self._end)}) s; the video has '
-                f'{len(ticks)} frames spanning {index.duration:.3f} s')
+        if self._end is None:
+            stop = len(ticks)
+        elif self._include_end:
+            stop = bisect.bisect_right(ticks, math.floor(ticks[0] + self._end / index.time_base))
+        else:
+            stop = bisect.bisect_left(ticks, math.ceil(ticks[0] + self._end / index.time_base))
+        stop = max(first, stop)
         reaches_end = index.error is not None and stop == len(ticks)
         return LazyFrames(index, range(first, stop), index.error if reaches_end else None)
 
@@ -138,8 +161,14 @@ class LazyFrames(collections.abc.Sequence):
             raise _fresh(self.error)
 
     def __repr__(self):
-        return (f'LazyFrames({self._index.source!r}, {len(self)} frames, fps={self.fps:.3f}, '
+        return (f'LazyFrames({self._index.source!r}, {len(self)} frames, fps={float(self.fps):.3f}, '
                 f'duration={self.duration:.3f} s)')
+
+    def _repr_html_(self):
+        """Jupyter's view: a few thumbnails spread over the frames, over the repr (`display.frames_html`)."""
+        from .display import frames_html
+
+        return frames_html(self)
 
     def take(self, indices):
         """Decode several frames in one forward pass (seeking only across keyframes); caller's order kept."""
@@ -205,12 +234,15 @@ class VideoIndex:
     keyframes: tuple
     time_base: fractions.Fraction
     end_tick: int  # tick just after the last frame
-    fps: float
+    fps: fractions.Fraction  # frames per second, exact (`_fps`)
     timeout: float
     method: str
     orientation: tuple = (False, 0)  # (mirror, counter-clockwise quarter turns) from the display matrix
     seek_lead: int = 0  # how far before a keyframe's pts to seek (ticks): demuxers that seek by dts land late
     error: CorruptVideoError = None  # set when reading stopped early (truncated / corrupt input)
+    # The index a sequential decode gives, made by `decoded` once a read finds that the packets were not the frames
+    # (damage inside them); one holder, shared by the copies `dataclasses.replace` makes.
+    sequential: list = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def read(cls, source, timeout=TIMEOUT_S):
@@ -236,17 +268,35 @@ class VideoIndex:
     def _read(cls, source, timeout):
         with _open(source, timeout) as container:  # stream fields are read while the container is open
             stream = _video_stream(container, source)
-            packets, problem, end, _ = _scan(container, stream, timeout, decode=False)
+            packets, problem, reach, _ = _scan(container, stream, timeout, decode=False)
             if problem is None and _packets_are_frames(container, stream, packets):
                 index = cls._from_packets(source, stream, packets, timeout)
                 if index is not None:
-                    return index._stopped_at(_short_of_header(end, container, stream))
+                    return index._stopped_at(_short_of_header(reach, container, stream))
             chosen = stream.index
+        return cls._by_decoding(source, chosen, timeout)
+
+    @classmethod
+    def _by_decoding(cls, source, stream_index, timeout):
+        """The index of one sequential decode pass over stream `stream_index` (no RGB conversion)."""
         with _open(source, timeout) as container:
-            stream = next(s for s in container.streams if s.index == chosen)
-            frames, problem, end, lead = _scan(container, stream, timeout, decode=True)
+            stream = next(s for s in container.streams if s.index == stream_index)
+            frames, problem, reach, lead = _scan(container, stream, timeout, decode=True)
             index = dataclasses.replace(cls._from_frames(source, stream, frames, problem, timeout), seek_lead=lead)
-            return index._stopped_at(problem or _short_of_header(end, container, stream))
+            return index._stopped_at(problem or _short_of_header(reach, container, stream))
+
+    def decoded(self):
+        """The index a sequential decode gives: this one when it was made by decoding; for one made from packets,
+        one decode pass, made once (reads call it when the packets turn out not to be the frames: damage inside
+        them). It has no seek points: FFmpeg's H.264 decoder with slice threads (PyAV's default) leaves damaged
+        macroblocks unconcealed and unflagged, showing a reused buffer's old content, which depends on everything
+        decoded before; only a decode from the start gives them as a sequential decode does."""
+        if self.method == 'decoded':
+            return self
+        if not self.sequential:
+            index = VideoIndex._by_decoding(self.source, self.stream_index, self.timeout)
+            self.sequential.append(dataclasses.replace(index, keyframes=(), orientation=self.orientation))
+        return self.sequential[0]
 
     @classmethod
     def _from_packets(cls, source, stream, packets, timeout):
@@ -319,6 +369,9 @@ class VideoIndex:
 # duration; a packet's `discard` marks one an edit list hides, a frame's `corrupt` one the decoder flags as damaged.
 _Packet = collections.namedtuple('_Packet', 'pts dts key duration discard')
 _Frame = collections.namedtuple('_Frame', 'pts dts key duration corrupt')
+# How far reading got: the whole video packets read (edit-list discards and empty ones too; not a cut one) and the
+# tick the last of them ends at (None: none timed).
+_Reach = collections.namedtuple('_Reach', 'packets end')
 # Container and codec families whose packets map one to one onto frames and whose seeks land on indexed keyframes.
 _PACKET_FORMATS = {'mov', 'mp4', 'matroska', 'webm'}
 _PACKET_CODECS = {'h264', 'hevc', 'vp8', 'vp9', 'av1', 'mpeg4'}
@@ -329,13 +382,27 @@ def _video_stream(container, source):
     """The stream FFmpeg's best-stream rule picks (a cover picture or thumbnail track loses to the real video)."""
     candidates = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not candidates:
-        kinds = ', '.join(s.type for s in container.streams) or 'none'
-        raise NoVideoStreamError(f'{source}: no video stream (streams found: {kinds})')
+        raise NoVideoStreamError(f'{source}: no video stream {_holds(container)}')
     try:
         best = container.streams.best('video')
     except (av.error.FFmpegError, ValueError):
         best = None
     return best if best in candidates else candidates[0]
+
+
+def _holds(container):
+    """What a file without a video stream holds, for the error: its stream kinds, or that its one picture is a cover
+    picture (an `attached_pic` video stream: the album art of an MP3/M4A), which is a still image, not a video."""
+    def is_picture(stream):
+        return stream.type == 'video' and bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+    pictures = sum(map(is_picture, container.streams))
+    kinds = ', '.join(dict.fromkeys(s.type for s in container.streams if not is_picture(s)))  # each kind once
+    if not pictures:
+        return f'(streams found: {kinds or "none"})'
+    picture = 'a cover picture' if pictures == 1 else f'{pictures} cover pictures'
+    return (f'(it holds {kinds + " and " if kinds else ""}{picture}: an attached picture such as album art is one '
+            f'still image, not a video); give a file with a video track')
 
 
 def _stream(container, index):
@@ -372,15 +439,17 @@ def _first_frames_match(index):
 
 def _scan(container, stream, timeout, decode):
     """Every packet (decode=False, `_Packet`s) or decoded frame (decode=True, `_Frame`s); why reading stopped early
-    (or None); the seconds from time 0 to the end of the last timed packet; the largest pts - dts of a packet (ticks:
-    how far before a keyframe's pts a demuxer that seeks by dts must be sent).
+    (or None); how far the whole packets read reach (`_Reach`, for `_short_of_header`); the largest pts - dts of a
+    packet (ticks: how far before a keyframe's pts a demuxer that seeks by dts must be sent).
 
     Decoding reads exactly as a plain sequential decode does (`container.decode(stream)`): every packet is decoded,
     including those the demuxer flags corrupt (MPEG-TS flags a continuity jump, as in TS files joined with `cat`), and
     a read or decoding error ends it, with the frames decoded before it. The packet pass ends at the first flagged or
     unreadable packet: then the decode pass decides what is readable.
     """
-    units, problem, untimed, end, lead = [], None, 0, None, 0
+    units, problem, untimed, lead, count, end = [], None, 0, 0, 0, None
+    rate = stream.guessed_rate or stream.average_rate or 25
+    period = max(round(1 / (rate * stream.time_base)), 1)  # ticks a packet without a duration is taken to last
     demuxer = container.demux(stream)
     while problem is None:
         started = time.monotonic()
@@ -393,27 +462,31 @@ def _scan(container, stream, timeout, decode):
         except av.error.FFmpegError as e:
             problem = f'a read error ({e.strerror})'
         else:
-            if packet.is_corrupt and time.monotonic() - started >= timeout:  # a stalled read ends as a short packet
+            pts, dts, duration, size, corrupt = packet.pts, packet.dts, packet.duration, packet.size, packet.is_corrupt
+            if corrupt and time.monotonic() - started >= timeout:  # a stalled read ends as a short packet
                 raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
-            if packet.pts is not None and packet.size:
-                end = max(end if end is not None else -math.inf, packet.pts + (packet.duration or 0))
-                lead = max(lead, packet.pts - packet.dts if packet.dts is not None else 0)
+            if pts is not None and size:
+                lead = max(lead, pts - dts if dts is not None else 0)
+            at = pts if pts is not None else dts  # None: PyAV's final empty packet
+            if at is not None and not corrupt:  # a whole packet (a cut one is flagged corrupt)
+                count += 1
+                end = max(end if end is not None else -math.inf, at + (duration or period))
             if decode:
                 try:
                     units.extend(_unit(f) for f in packet.decode())  # the final empty packet drains the decoder
                 except av.error.FFmpegError as e:
                     problem = f'a decoding error ({e.strerror})'
-            elif packet.is_corrupt:
+            elif corrupt:
                 problem = 'a truncated or corrupt packet'
-            elif packet.size and packet.pts is None:
+            elif size and pts is None:
                 untimed += 1
-            elif packet.size:
-                units.append(_Packet(packet.pts, packet.dts, packet.is_keyframe, packet.duration, packet.is_discard))
+            elif size:
+                units.append(_Packet(pts, dts, packet.is_keyframe, duration, packet.is_discard))
         if problem and time.monotonic() - started >= timeout:
             raise TimeoutError(f'{container.name}: no data within {timeout} s while reading')
     if untimed and not decode:
         problem = problem or 'packets without timestamps'  # not an index from packets: the decode pass decides
-    return units, problem, float(end * stream.time_base) if end is not None else None, lead
+    return units, problem, _Reach(count, end), lead
 
 
 def _unit(frame):
@@ -451,35 +524,66 @@ def _fps(stream, ticks, time_base):
     Contradict: more than 10 % away from both the mean and the median frame interval's rate (the median is not moved
     by one long gap, such as a stream-copy trim's last frame; the mean is what a variable frame rate averages to).
     Some headers are plainly wrong: raw DV's says 60000 fps for 25 fps video.
+    Exact (`fractions.Fraction`): the header's rate as it is (30000/1001), or the ticks' mean rate (a DV file's
+    299 frames over 299 * 2400/60000 s: 25, not 24.999999999999996), so clip sampling never moves by float error.
     """
     header = stream.average_rate or stream.guessed_rate
+    header = fractions.Fraction(header) if header else None
     if len(ticks) < 2 or ticks[-1] <= ticks[0]:
-        return float(header) if header else 25.0
-    mean = (len(ticks) - 1) / float((ticks[-1] - ticks[0]) * time_base)
-    median = 1 / float(statistics.median(b - a for a, b in zip(ticks, ticks[1:])) * time_base)
-    if header and min(abs(float(header) / rate - 1) for rate in (mean, median)) <= 0.1:
-        return float(header)
+        return header or fractions.Fraction(25)
+    mean = (len(ticks) - 1) / ((ticks[-1] - ticks[0]) * time_base)
+    # The median of the int intervals, made exact after: over Fractions, statistics.median costs 30 ms per 1800 frames.
+    median = 1 / (fractions.Fraction(statistics.median(b - a for a, b in zip(ticks, ticks[1:]))) * time_base)
+    if header and min(abs(header / rate - 1) for rate in (mean, median)) <= fractions.Fraction(1, 10):
+        return header
     return mean
 
 
-def _short_of_header(end, container, stream):
-    """Why a Matroska/WebM file's packets end early, or None. That demuxer ends quietly at a cut, so the end of the
-    last packet (`end`, s from time 0, as Matroska counts its duration) is compared with the header's duration."""
-    declared = _declared_duration(container, stream)
-    if not {'matroska', 'webm'} & set(container.format.name.split(',')) or not declared or end is None:
+def _short_of_header(reach, container, stream):
+    """Why the video's packets stop short of what the container declares for it (a download cut short), or None.
+
+    Demuxers end quietly at a cut that falls between video packets (inside an audio packet, say), so what was read
+    (`reach`, a `_Reach`) is compared with the header, whatever other streams are interleaved: MP4/MOV declare every
+    sample in their sample tables (`stream.frames`, edit-list-hidden ones too); AVI its length in chunks (its video
+    time base counts chunks, empty ones too, so the end tick is compared); Matroska/WebM the track's frame count or
+    duration (the NUMBER_OF_FRAMES and DURATION tags mkvmerge and FFmpeg write), or the segment's duration when the
+    video is its one stream (counted from time 0, as Matroska counts it). Other containers declare nothing usable.
+    """
+    names = set(container.format.name.split(','))
+    if names & {'mov', 'mp4'} and stream.frames and reach.packets < stream.frames:
+        return f'the end of the file, though its header declares {stream.frames} frames ({reach.packets} read)'
+    if 'avi' in names and stream.frames and (reach.end or 0) < stream.frames:
+        return f'the end of the file, though its header declares {stream.frames} frames ({reach.end or 0} read)'
+    if not names & {'matroska', 'webm'}:
         return None
-    if end < declared - max(0.5, 0.02 * declared):
-        return f'the end of the file, though its header declares {declared:.3f} s'
+    frames = _tag(stream, 'NUMBER_OF_FRAMES')
+    if frames and frames.isdigit() and reach.packets < int(frames):
+        return f'the end of the file, though its header declares {frames} frames ({reach.packets} read)'
+    declared = _declared_duration(container, stream)
+    rate = stream.guessed_rate or stream.average_rate or 25
+    if declared and (reach.end is None or reach.end * stream.time_base < declared - 1 / (2 * rate)):
+        return f'the end of the file, though its header declares {float(declared):.3f} s'
     return None
 
 
 def _declared_duration(container, stream):
-    """Seconds the header promises for the video (the container's figure only when video is its one stream)."""
-    if stream.duration:
-        return float(stream.duration * stream.time_base)
+    """Seconds (exact) a Matroska header promises for the video: the track's DURATION tag (`HH:MM:SS.nnnnnnnnn`),
+    else the segment's duration when the video is its one stream; None when it promises nothing."""
+    tag = _tag(stream, 'DURATION')
+    if tag and tag.count(':') == 2:
+        hours, minutes, seconds = tag.split(':')
+        try:
+            return (int(hours) * 60 + int(minutes)) * 60 + fractions.Fraction(seconds)
+        except ValueError:
+            pass  # not a duration as the specification writes it: fall back to the segment's
     if container.duration and len(container.streams) == 1:
-        return container.duration / av.time_base
+        return fractions.Fraction(container.duration, av.time_base)
     return None
+
+
+def _tag(stream, name):
+    """A stream's metadata tag, whatever the case of its key (mkvmerge and FFmpeg write them in capitals)."""
+    return next((value for key, value in stream.metadata.items() if key.upper() == name), None)
 
 
 def time_step_indices(times, time_step, start=0):
@@ -507,14 +611,16 @@ def _decode(index, positions):
     Seeking is a shortcut, checked: after a seek to a keyframe, decoded frames count only from the frame whose pts is
     that keyframe's, and every following frame must carry the pts the index holds for its position. When a seek
     overshoots (demuxers that seek by dts), fails (servers without byte ranges) or its frames do not line up, it is
-    tried from an earlier keyframe, then the rest is decoded forward from the start of the file.
+    tried from an earlier keyframe, then the rest is decoded forward from the start of the file. An index made from
+    packets whose frames do not line up even then (damage inside the packets) gives way, for this read and every
+    later one, to the index a sequential decode gives (`_as_decoded`).
     """
     positions = list(positions)
     done, failures = 0, 0
-    if index.keyframes and positions:
+    if index.keyframes and positions and not index.sequential:
         with index.open() as container:
-            stream = _stream(container, index)  # PyAV's default threads: damage concealed as in sequence
-            while done < len(positions) and failures < _SEEK_TRIES:
+            stream = _stream(container, index)  # PyAV's default threads, as a plain sequential decode
+            while done < len(positions) and failures < _SEEK_TRIES and not index.sequential:
                 group = _seek_group(index, positions, done)
                 start = index.keyframe_before(positions[done], earlier=failures)
                 if start is None:  # no keyframe to seek to before these: the start of the file is the truth
@@ -532,7 +638,8 @@ def _decode(index, positions):
                 except (_OffTrack, av.error.FFmpegError):
                     failures += 1
     if done < len(positions):
-        yield from _decode_from_start(index, positions[done:])
+        rest = positions[done:]
+        yield from _as_decoded(index, rest) if index.sequential else _decode_from_start(index, rest)
 
 
 _SEEK_TRIES = 3  # seeks tried (each from an earlier keyframe) before decoding forward from the start
@@ -548,22 +655,68 @@ def _seek_group(index, positions, i):
 
 
 def _decode_from_start(index, positions):
+    """Yield (position, VideoFrame) for `positions`, decoding forward from the start of the file. Where the frames
+    stop lining up with an index made from packets (damage inside them), the rest comes from `_as_decoded`."""
+    done = 0
     with index.open() as container:
         stream = _stream(container, index)
-        last = None
         try:
             for position, frame in _walk(index, _frames(container, stream), 0, positions, synced=True):
                 yield position, _to_video_frame(frame, index.ms(position), index.orientation)
-                last = position
+                done += 1
         except av.error.ExitError as e:
             raise TimeoutError(f'{index.source}: no data within {index.timeout} s while decoding') from e
-        except av.error.FFmpegError as e:
-            wanted = positions[positions.index(last) + 1] if last is not None else positions[0]
-            raise _stopped(index, wanted, last, f'decoding failed: {e.strerror}') from e
-        except _OffTrack as e:
-            wanted = positions[positions.index(last) + 1] if last is not None else positions[0]
-            raise _stopped(index, wanted, last, f'the decoder does not give the frames the index holds ({e}): the '
-                                                'file is damaged there, or changed since it was opened') from None
+        except (av.error.FFmpegError, _OffTrack) as e:
+            if index.method != 'packets':
+                last = positions[done - 1] if done else None
+                raise _stopped(index, positions[done], last, _what_failed(e)) from e
+        else:
+            return
+    yield from _as_decoded(index, positions[done:])
+
+
+def _what_failed(error):
+    if isinstance(error, _OffTrack):
+        return (f'the decoder does not give the frames the index holds ({error}): the file is damaged there, or '
+                'changed since it was opened')
+    return f'decoding failed: {error.strerror}'
+
+
+def _as_decoded(index, positions):
+    """Yield (position, VideoFrame) for the `positions` of a packet index whose packets proved not to be the frames,
+    from the index a sequential decode gives (`VideoIndex.decoded`): each frame where the two agree on its pts,
+    stamped as the packet index stamped it (what `LazyFrames.timestamps` said); `_misread` at the first where they do
+    not (the sequential decode stops before it, drops frames or gives them in another order)."""
+    truth = index.decoded()
+    agree = 0
+    while agree < len(positions) and _same_frame(index, truth, positions[agree]):
+        agree += 1
+    for position, frame in _decode(truth, positions[:agree]):
+        yield position, VideoFrame(frame.view(np.ndarray), mode='RGB', timestamp=index.ms(position),
+                                   key_frame=frame.key_frame)
+    if agree < len(positions):
+        raise _misread(index, truth, positions[agree])
+
+
+def _same_frame(index, truth, position):
+    return position < len(truth) and truth.pts[position] == index.pts[position]
+
+
+def _misread(index, truth, position):
+    """The error for a frame of a packet index that a sequential decode does not give as the packets said."""
+    if position >= len(truth):
+        detail = f'a sequential decode gives only {len(truth)} frames' + (
+            f' (decoding stopped after frame {len(truth) - 1}, at an error)' if truth.error is not None else '')
+    else:
+        detail = (f'a sequential decode gives its frame {position} with pts {truth.pts[position]}, not '
+                  f'{index.pts[position]} (frames dropped or out of order)')
+    return CorruptVideoError(
+        f'{index.source}: cannot decode frame {position} ({float(index.time(position)):.3f} s) as a sequential '
+        f'decode gives it: {detail}. The file is damaged inside its packets (or changed since it was opened): it was '
+        f'indexed from its packets without decoding, as every MP4/MOV/MKV/WebM that looks intact is, which count '
+        f'{len(index)} frames, and the damage showed only when this read decoded through it. The frames a '
+        'sequential decode gives where the packets said are still read; for the rest, repair the file by '
+        're-encoding it (ffmpeg -i IN -c:v libx264 OUT.mp4)', position, float(index.time(position)))
 
 
 def _walk(index, frames, position, wanted, synced):
@@ -665,17 +818,25 @@ def _needs_seeking_but_cannot(url, timeout):
 
 
 def _open(source, timeout):
-    """Open with a read timeout; map FFmpeg's errors to ours."""
+    """Open with a read timeout; map FFmpeg's errors to ours. A path that is no file but holds a frame-number field
+    (`frame%03d.png`) is an image sequence, opened with FFmpeg's image2 demuxer as `ffmpeg -i` opens it."""
     is_url = '://' in source
     if not is_url and os.path.isdir(source):
         raise IsADirectoryError(errno.EISDIR, 'a folder, not a video file (the batch job takes folders: '
                                 'timesformer-videos index FOLDER)', source)
-    if not is_url and not os.path.isfile(source):
+    sequence = not is_url and not os.path.isfile(source) and _is_sequence_pattern(source)
+    if not is_url and not sequence and not os.path.isfile(source):
         raise FileNotFoundError(errno.ENOENT, 'video file not found', source)
     try:
-        return av.open(source, timeout=timeout)
+        return av.open(source, format='image2' if sequence else None, timeout=timeout)
     except av.error.HTTPNotFoundError as e:
         raise FileNotFoundError(errno.ENOENT, f'HTTP 404: {e.strerror}', source) from e
+    except FileNotFoundError as e:  # PyAV's for ENOENT: a pattern's files, or a file removed since the check above
+        if not sequence:
+            raise
+        raise FileNotFoundError(errno.ENOENT, 'no image matches this image-sequence pattern (FFmpeg numbers the '
+                                'files from the first of 0..4 that exists, with no gaps: frame%03d.png is '
+                                'frame000.png or frame001.png, ...)', source) from e
     except av.error.ExitError as e:
         raise TimeoutError(f'{source}: no data within {timeout} s') from e
     except ConnectionError:  # PyAV's are also the built-in ConnectionRefusedError etc.: not 'not a video'
@@ -683,6 +844,12 @@ def _open(source, timeout):
     except av.error.FFmpegError as e:
         hint = 'it is not a video, or a truncated MP4 whose index (moov atom) is missing'
         raise NotAVideoError(f'{source}: FFmpeg cannot open it ({e.strerror}); {hint}') from e
+
+
+def _is_sequence_pattern(path):
+    """Whether the file name holds a frame-number field as FFmpeg's image2 demuxer reads it (`%d`, `%03d`; `%%` is
+    a literal percent sign)."""
+    return re.search(r'%[0-9]*d', os.path.basename(path).replace('%%', '')) is not None
 
 
 def _check_sampling(sample_type, args):
@@ -693,6 +860,8 @@ def _check_sampling(sample_type, args):
         if args:
             raise ValueError(f'args {sorted(args)} given without a sample_type; choose one of {sorted(SAMPLE_ARGS)}')
         return None, None
+    if isinstance(sample_type, str):
+        sample_type = sample_type.lower()  # the hub operator lowercases it: 'Time_Step_Sample' works there
     if sample_type not in SAMPLE_ARGS:
         raise ValueError(f'unknown sample_type {sample_type!r}; expected None or one of {sorted(SAMPLE_ARGS)}')
     key = SAMPLE_ARGS[sample_type]
