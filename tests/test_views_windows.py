@@ -4,6 +4,7 @@ from the description (PySlowFast's test protocol), not from the operator's code.
 import html
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -202,7 +203,7 @@ def test_clip_indices_equal_the_protocol_written_out(count, fps):
     (11000, 1000, [(0, 11000, 0, 110)]),  # the first window covers everything: no window inside it follows
 ])
 def test_windows_step_by_stride_until_the_video_is_covered(window, stride, spans):
-    times = FrameTimes([i * 100 for i in range(110)], 11000, 10.0)  # 11 s at 10 fps
+    times = FrameTimes([Fraction(i, 10) for i in range(110)], Fraction(11), Fraction(10))  # 11 s at 10 fps
     assert [(s.start_ms, s.end_ms, s.first, s.stop) for s in plan_windows(times, window, stride)] == spans
 
 

@@ -4,12 +4,14 @@ A plain `list` of RGB `VideoFrame`s (or `(H, W, 3)` uint8 arrays) or a `(T, H, W
 the richer, lazy form `decode.LazyFrames` implements: frames decoded when read, several at once with `take`, and
 the timing that sliding windows and clip sampling need without decoding. `isinstance(x, Frames)` holds when x has
 every member; a consumer also takes sequences with fewer and falls back (`transform.fetch_frames` reads `frames[i]`
-one by one without `take`; `timing.frame_times` reads each frame's `timestamp` without `timestamps`, or uses `fps`).
+one by one without `take`; `timing.frame_times` reads `timestamps` (ms) without `times`, each frame's `timestamp`
+without either, or uses `fps`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -28,12 +30,16 @@ class Frames(Protocol):
         """The frames at `indices`, in the order asked, decoded in one forward pass."""
 
     @property
-    def timestamps(self) -> Sequence[int]:
-        """Each frame's presentation time in ms since the first frame; non-decreasing."""
+    def times(self) -> Sequence[Fraction]:
+        """Each frame's exact presentation time in seconds since the video's first frame; non-decreasing."""
 
     @property
-    def fps(self) -> float:
-        """The frame rate (frames per second)."""
+    def timestamps(self) -> Sequence[int]:
+        """Each frame's presentation time in ms since the video's first frame (`times` rounded); non-decreasing."""
+
+    @property
+    def fps(self) -> Fraction:
+        """The frame rate (frames per second), exact: 30000/1001, not 29.97002997002997."""
 
     @property
     def duration(self) -> float:

@@ -21,6 +21,7 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 
 from .errors import TruncatedVideoWarning
 from .frames import Frames, Video
-from .timing import frame_rate
+from .timing import exact, frame_rate
 from .zoo import ModelCfg, get_cfg
 
 NUM_CROPS = (1, 3)
@@ -124,8 +125,8 @@ def clip_to_tensor(clip: torch.Tensor, size: int, mean, std, channel_order: str 
 TARGET_FPS = 30
 
 
-def clip_indices(num_available: int, num_frames: int, sampling_rate: int, fps: float,
-                 target_fps: float = TARGET_FPS) -> list[int]:
+def clip_indices(num_available: int, num_frames: int, sampling_rate: int, fps: Fraction | float,
+                 target_fps: Fraction | float = TARGET_FPS) -> list[int]:
     """The paper's test clip: `num_frames` over `num_frames * sampling_rate` frames at `target_fps`, centred.
 
     As PySlowFast's decoder, the span is converted to the video's own frames (`* fps / target_fps`, so an 8x32 clip
@@ -133,17 +134,21 @@ def clip_indices(num_available: int, num_frames: int, sampling_rate: int, fps: f
     The original starts its single test clip at frame 0; here it is centred, `start = (n - span) / 2`. A video
     shorter than the span starts at frame 0 and its last frame repeats (indices clamped, as PySlowFast's
     `temporal_sampling`), which keeps the frame spacing the model was trained with.
+
+    Computed in exact arithmetic (`fps` a `Fraction`, such as the decoder's 30000/1001, or a float taken as the
+    decimal it is written as): a frame exactly on a step (index 195.0 of a 12 s 25 fps video) is that frame, not the
+    one before, whatever float rounding would say. Raises ValueError for no frames or no positive frame rate.
     """
     if num_available < 1:
         raise ValueError('no frames: the video clip is empty')
-    rate = float(fps) if isinstance(fps, (int, float, np.number)) else math.nan
-    if not (math.isfinite(rate) and rate > 0):
+    rate, target = exact(fps), exact(target_fps)
+    if rate is None or rate <= 0:
         raise ValueError(f'clip sampling needs the frame rate, a positive number; got fps={fps!r} (one frame, or '
                          f'frames all at one time, give none): use sampling=\'uniform\', or frames with an fps')
-    span = num_frames * sampling_rate * rate / target_fps
-    start = max(num_available - span, 0.0) / 2
-    index = np.linspace(start, start + span - 1, num_frames)
-    return np.clip(index, 0, num_available - 1).astype(np.int64).tolist()
+    span = num_frames * sampling_rate * rate / target
+    start = max(num_available - span, 0) / 2
+    step = (span - 1) / (num_frames - 1) if num_frames > 1 else 0
+    return [min(max(math.floor(start + i * step), 0), num_available - 1) for i in range(num_frames)]
 
 
 def fetch_frames(frames: Video, indices) -> dict[int, np.ndarray]:
@@ -223,7 +228,7 @@ class ClipTransform:
                              "with sampling='clip' or window=, which choose frames")
         self.cfg, self.num_crops, self.sampling, self.skip_preprocess = cfg, num_crops, sampling, skip_preprocess
 
-    def indices(self, count: int, fps: float | None = None) -> list[int]:
+    def indices(self, count: int, fps: Fraction | float | None = None) -> list[int]:
         """Which of `count` frames make the clip (`fps`: the frames' rate, needed by sampling='clip')."""
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ValueError(f'count must be a positive number of frames, got {count!r}')

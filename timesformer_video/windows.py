@@ -1,10 +1,15 @@
 """Sliding windows over a long video: which frames each window holds, batches of window clips, a video summary.
 
-A window is `[start, start + window)` ms on the frames' own clock (`timing.py`), the first starting at the first
-frame and each next one `stride` later. Windows are made while some of the video is still uncovered, so none lies
-wholly inside earlier ones:
-- the last window is cut at the end of the video: its `end_ms` shows that it is shorter (its frames are still
-  sampled to `num_frames`, repeating frames where it holds fewer);
+A window is `[start_ms, end_ms)` on the frames' own clock (`timing.py`), in whole milliseconds: `window` and `stride`
+are rounded to whole ms, the first window starts at the first frame's time rounded down to a whole ms (0 for a
+whole video), each next one `stride` later. Which frames a window holds is decided on the frames' exact times
+(`timing.frame_range`: `start_ms / 1000 <= t < end_ms / 1000`), so a frame at 1999.6 ms is in the window that ends
+at 2000 ms, and asking for `[start_ms, end_ms)` again (`search --start/--end`, the decoder's `start_time/end_time`)
+gives exactly the window's frames. Windows are made while some of the video is still uncovered, so none lies wholly
+inside earlier ones:
+- the last window is cut at the end of the video (the last frame's end, rounded up to a whole ms: no frame is shown
+  after it): its `end_ms` shows that it is shorter (its frames are still sampled to `num_frames`, repeating frames
+  where it holds fewer);
 - a video shorter than one window gives one window over all of it;
 - a window that holds no frame (a gap in a variable-rate video, or a window shorter than the frame interval) gives
   no row.
@@ -12,19 +17,19 @@ wholly inside earlier ones:
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from .frames import Video
-from .timing import FrameTimes
+from .timing import FrameTimes, exact, frame_range, ms
 from .transform import ClipTransform, fetch_frames, stack_frames
 
 # Clips per forward pass: a ViT-B 8x224 clip needs about 0.2 GB of activations in fp32, and on the CPU a larger
@@ -51,17 +56,18 @@ class WindowRow(NamedTuple):
 class Span:
     start_ms: int
     end_ms: int
-    first: int  # frames[first:stop] are shown in [start_ms, end_ms)
+    first: int  # frames[first:stop] are shown in [start_ms, end_ms), on their exact times
     stop: int
 
 
 def _milliseconds(name: str, seconds) -> int:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.number)) or not math.isfinite(seconds):
+    """Seconds (at least 0.001) -> whole ms, rounded half up on the decimal value as written (0.0015 -> 2)."""
+    value = exact(seconds)
+    if value is None:
         raise ValueError(f'{name} must be a finite number of seconds, got {seconds!r}')
-    ms = round(float(seconds) * 1000)
-    if ms < 1:
+    if value < Fraction(1, 1000):
         raise ValueError(f'{name} must be at least 0.001 s (1 ms), got {seconds!r}')
-    return ms
+    return math.floor(ms(value) + Fraction(1, 2))
 
 
 def check_window(window, stride) -> tuple[int | None, int | None]:
@@ -76,20 +82,21 @@ def check_window(window, stride) -> tuple[int | None, int | None]:
 
 def plan_windows(times: FrameTimes, window_ms: int, stride_ms: int) -> Iterator[Span]:
     """The windows over `times`, lazily: a 10-hour video at a 1 ms stride costs no list of spans."""
-    clock, end = times.times_ms, times.end_ms
+    clock = times.times
+    origin, end = math.floor(ms(clock[0])), math.ceil(ms(times.end))
     for k in itertools.count():
-        start = clock[0] + k * stride_ms
+        start = origin + k * stride_ms
         if start >= end:
             return
         stop_ms = min(start + window_ms, end)
-        first, stop = bisect.bisect_left(clock, start), bisect.bisect_left(clock, stop_ms)
+        first, stop = frame_range(clock, Fraction(start, 1000), Fraction(stop_ms, 1000))
         if stop > first:
             yield Span(start, stop_ms, first, stop)
         if start + window_ms >= end:
             return
 
 
-def window_batches(frames: Video, spans: Iterable[Span], transform: ClipTransform, fps: float | None,
+def window_batches(frames: Video, spans: Iterable[Span], transform: ClipTransform, fps: Fraction | None,
                    batch_size: int) -> Iterator[tuple[list[Span], torch.Tensor]]:
     """Yield (spans, views `(B, V, 3, T, S, S)`) for up to `batch_size` windows at a time.
 
