@@ -39,7 +39,7 @@ class EmptyVideoError(VideoDecodeError):
 
 
 class TimeRangeError(VideoDecodeError):
-    """No frame lies in the requested [start_time, end_time) window."""
+    """No frame lies in the requested time range (`VideoDecoder.frames`; a call gives no frames instead)."""
 
 
 class CorruptVideoError(VideoDecodeError):
