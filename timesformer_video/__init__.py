@@ -10,8 +10,9 @@ Towhee's frame type (`towhee.types.VideoFrame`), which its frames are, so Towhee
 Modules, one concept each: `zoo` (a model's record: architecture, weights, transform, labels), `model` (the network),
 `checkpoints` (reading every released format), `build` (record -> ready model), `transform` (frames -> clip views),
 `classifier` (frames -> labels, scores, feature), `decode` (video -> lazy frames), `frames` (the lazy-frames
-protocol), `timing` and `windows` (sliding windows over long videos), `export`, `timeline`, `errors`, `synthetic`
-(test videos whose frames carry their index); `jobs` is the batch tool (`timesformer-videos`).
+protocol), `display` (lazy frames as thumbnails in notebooks), `timing` and `windows` (which frames a time range
+holds; sliding windows over long videos), `explain` (attention maps: where the model looked), `export`, `timeline`,
+`errors`, `synthetic` (test videos whose frames carry their index); `jobs` is the batch tool (`timesformer-videos`).
 The Towhee operators at the repository root (`timesformer.py`, `video_decode/`) are thin glue around
 `ActionClassifier` and `VideoDecoder`.
 
@@ -29,6 +30,7 @@ _EXPORTS = {
     'VideoDecoder': 'decode', 'LazyFrames': 'decode', 'Frames': 'frames', 'Video': 'frames',
     'TimesformerVideoError': 'errors',
     'summarize': 'windows', 'WindowRow': 'windows', 'Timeline': 'timeline',
+    'Explanation': 'explain',
 }
 
 __all__ = sorted(_EXPORTS)

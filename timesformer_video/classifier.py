@@ -166,6 +166,32 @@ class ActionClassifier:
             for span, p, f in zip(batch, probs, features):
                 yield WindowRow(span.start_ms, span.end_ms, *self.postprocess(p, f))
 
+    def explain(self, frames: Video, target=None, method: str | None = None):
+        """Where the model looked: space-time attention maps of one clip (its centre crop) -> `explain.Explanation`.
+
+        `target`: None (the top-1 label), a label name or a class index: explain that label, `score` its probability
+        for the centre crop; or an embedding (a `(D,)` vector, e.g. a search hit's `feature`): explain the cosine
+        similarity of the clip's feature to it. `method`: 'rollout' (the default for labels; R = prod over blocks of
+        (0.5 I + 0.5 A_spatial)(0.5 I + 0.5 A_temporal), A the head-mean attention probabilities, independent of the
+        label) or 'gradient' (the default, and the only method, for an embedding; A replaced by
+        mean_heads relu(dy/dA * A), y the label's logit or the similarity, and 0.5 I + 0.5 A by I + A). The map is the
+        class token's row of R over the patch tokens, scaled to [0, 1] over the clip and mapped back onto each frame
+        (inverse resize and centre crop). Details and a worked example: docs/explain.md.
+
+        Returns an `Explanation`: `label`, `score`, `method`, `frame_indices`, `frames` uint8 `(T, H, W, 3)`,
+        `heatmaps` float32 `(T, H, W)` in [0, 1], `relevance` `(T, gh, gw)`, `attention` (per block `temporal`
+        `(heads, P, T, T)` and `spatial` `(heads, T, 1+P, 1+P)` probabilities) and `save(path)` (.png grid,
+        .gif/.webp animation); a notebook shows it as its picture. Costs about one forward pass ('rollout') or a
+        forward and a backward pass ('gradient'); plain calls are unaffected.
+
+        Raises ValueError (an unknown label, a class index out of range, an embedding of the wrong shape, 'rollout'
+        for an embedding, 'gradient' at precision='int8'), TypeError (another kind of target) and, for frames, what
+        `__call__` raises.
+        """
+        from .explain import explain
+
+        return explain(self, frames, target, method)
+
     # Here so that Towhee users, who hold the operator but cannot import its modules, reach them too.
     summarize = staticmethod(summarize)
     timeline = staticmethod(Timeline)

@@ -7,11 +7,33 @@ Plain reshape/permute only (no einops in `forward`) so the model scripts and exp
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Set by `record_attention` (for explain.py); unset, every Attention runs the fused SDPA kernel, which never forms the
+# probability matrix. A context variable, so a thread that explains does not slow down or record another's calls.
+_ATTENTION_RECORDER: ContextVar[Callable[[nn.Module, torch.Tensor], None] | None] = ContextVar(
+    'attention_recorder', default=None)
+
+
+@contextlib.contextmanager
+def record_attention(callback: Callable[[nn.Module, torch.Tensor], None]) -> Iterator[None]:
+    """Within this context (this thread only), every `Attention` computes its probabilities explicitly,
+    `softmax(Q K^T / sqrt(head_dim))` of shape `(N, heads, L, L)`, calls `callback(attention_module, probs)`, and
+    multiplies them with V: the tensor given is the one the output depends on (gradients reach it). Outside, the
+    fused SDPA path runs unchanged. The temporal projection's folding (`fold_temporal_projection`) acts after the
+    attention and changes none of the probabilities."""
+    token = _ATTENTION_RECORDER.set(callback)
+    try:
+        yield
+    finally:
+        _ATTENTION_RECORDER.reset(token)
 
 
 class Attention(nn.Module):
@@ -25,6 +47,12 @@ class Attention(nn.Module):
         """Attention with the heads concatenated, before the output projection."""
         n, length, dim = x.shape
         qkv = self.qkv(x).reshape(n, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        if not torch.jit.is_scripting():
+            record = _ATTENTION_RECORDER.get()
+            if record is not None:  # inside `record_attention` only: the probabilities themselves, then their use
+                probs = ((qkv[0] @ qkv[1].transpose(-2, -1)) * (dim // self.num_heads) ** -0.5).softmax(dim=-1)
+                record(self, probs)
+                return (probs @ qkv[2]).transpose(1, 2).reshape(n, length, dim)
         x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         return x.transpose(1, 2).reshape(n, length, dim)
 

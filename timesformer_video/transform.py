@@ -261,7 +261,13 @@ class ClipTransform:
         stopped = getattr(frames, 'error', None)
         if isinstance(stopped, Exception):
             warnings.warn(TruncatedVideoWarning(f'{stopped}; classifying those {len(frames)} frames'), stacklevel=3)
+        indices, by_index = self.sample(frames)
+        return self.views(stack_frames(by_index, indices))
+
+    def sample(self, frames: Video) -> tuple[list[int], dict]:
+        """The clip's frame indices into `frames` (in clip order) and `{index: RGB uint8 (H, W, 3)}` for each,
+        fetched once (`fetch_frames`: lazy frames decode only these). Raises as `__call__` does."""
         count = _count(frames)
         fps = frame_rate(frames, "sampling='clip'") if self.sampling == 'clip' else None
         indices = self.indices(count, fps)
-        return self.views(stack_frames(fetch_frames(frames, indices), indices))
+        return indices, fetch_frames(frames, indices)
