@@ -46,6 +46,29 @@ def clips(tmp_path_factory, tiny_weights):
     (['index', 'clips', '--out', 'r.parquet', '--clip-batch', 'x'], "expected a number, got 'x'"),
     (['index', 'clips', '--out', 'r.parquet', '--weights', 'nope.pth'], 'weights file not found'),
     (['index', 'clips', '--out', 'r.parquet', '--model-cfg', 'nope.json'], 'nope.json: file not found'),
+    # Every option says what it accepts (exit 2), also where only the model's record or Milvus knows the range.
+    (['index', 'clips', '--out', 'r.parquet', '--model-cfg', 'tiny.json', '--window', '0.0004'],
+     '--window/--stride: window must be at least 0.001 s'),  # the operator's own rule (windows.check_window)
+    (['index', 'clips', '--out', 'r.parquet', '--model-cfg', 'tiny.json', '--topk', '401'],
+     'argument --topk: must be at most 400 (the labels of timesformer_tiny_test), got 401 (accepted: 1..400)'),
+    (['search', 'clips/clip0.mp4', '--milvus', 'v.db', '-k', '20000'],
+     'argument -k: must be at most 16384, got 20000 (accepted: 1..16384)'),
+    (['index', 'clips', '--out', 'r.parquet', '--chunk-seconds', 'inf'], 'must be more than 0 (finite), got inf'),
+    (['index', 'clips', '--out', 'r.parquet', '--gpus-per-worker', 'inf'], 'must be finite, got inf'),
+    (['index', 'clips', '--out', 'r.parquet', '--milvus', 'v.db', '--collection', 'my-videos'],
+     'a Milvus collection name is 1 to 255 letters, digits and underscores'),
+    (['index', 'clips', '--out', 'r.parquet', '--model-name', 'nope'], "unknown model_name 'nope'; supported: "),
+    (['index', 'clips', '--out', 'r.parquet', '--model-cfg', 'clips/broken.mp4'], 'broken.mp4: not valid JSON'),
+    (['index', 'clips', '--out', 'r.parquet', '--device', 'tpu'], "device must be 'cpu', 'cuda', 'cuda:N'"),
+    (['index', 'clips', '--out', 'r.parquet', '--device', 'cpu', '--precision', 'fp16'],
+     "precision='fp16' is slower than fp32 on the CPU"),
+    (['index', 'clips', '--out', 'clips'], '--out clips is a directory; give a file name such as results.parquet'),
+    (['index', 'clips', '--out', 'r.csv'], 'results are written as Parquet (.parquet) or JSON lines (.jsonl)'),
+    (['index', 'clips', '--out', 'tiny.json/r.parquet'], 'tiny.json is a file, not a folder'),
+    (['search', 'clips/clip0.mp4', '--milvus', 'v.db', '--moments', '--html', 'clips'],
+     '--html clips is a directory; give a file name such as hits.html'),
+    (['search', 'clips/clip0.mp4', '--milvus', 'v.db', '--moments', '--html', 'tiny.json/hits.html'],
+     'tiny.json is a file, not a folder'),
 ])
 def test_a_bad_argument_is_one_line_and_exit_status_2_before_anything_loads(clips, args, complaint):
     result = videos_py(*args, cwd=clips)
@@ -97,3 +120,33 @@ def test_demo_arguments_are_checked_before_anything_is_set_up(tmp_path, args, st
                             text=True, timeout=60)
     assert result.returncode == status and message in result.stdout + result.stderr
     assert '[setup' not in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_a_truncated_query_video_is_refused_with_one_message(clips, tiny_weights, tmp_path):
+    """A query cut short (a download that stopped) is refused once, with why: no warning first, no hits."""
+    import av
+
+    indexed = videos_py('index', 'clips', '--out', tmp_path / 'r.parquet', '--milvus', tmp_path / 'v.db',
+                        '--model-cfg', 'tiny.json', '--weights', tiny_weights, '--no-progress', cwd=clips)
+    assert indexed.returncode == 3, indexed.stderr  # broken.mp4
+    data = make_video(tmp_path / 'q.mp4', n_frames=30, size=(96, 64), fps=10, faststart=True).read_bytes()
+    cut = tmp_path / 'cut.mp4'
+    cut.write_bytes(data[:len(data) * 6 // 10])
+    decoded = 0
+    with av.open(str(cut)) as container:  # the reference: the header says 30 frames, fewer decode
+        assert container.streams.video[0].frames == 30
+        try:
+            for _ in container.decode(video=0):
+                decoded += 1
+        except av.error.InvalidDataError:  # the cut packet
+            pass
+    assert decoded < 30
+
+    result = videos_py('search', cut, '--milvus', tmp_path / 'v.db', '--model-cfg', 'tiny.json', '--weights',
+                       tiny_weights, cwd=clips)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f'error: cannot embed the query video {cut}: '), lines[0]
+    assert 'Search with a video that decodes to its end' in lines[0]
+    assert result.stdout == ''

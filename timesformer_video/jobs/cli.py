@@ -4,6 +4,7 @@
     timesformer-videos search VIDEO --milvus ./videos.db -k 5
     timesformer-videos index VIDEOS... --out moments.parquet --window 4 [--stride 2] --milvus ./videos.db
     timesformer-videos search CLIP --milvus ./videos.db --moments -k 5 [--start S --end S] [--html hits.html]
+    timesformer-videos explain VIDEO [--start S --end S] [--label NAME] --out maps.png
 
 The package's command; `python scripts/videos.py ...` is the same.
 
@@ -19,11 +20,13 @@ import collections
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 
 from ..errors import CheckpointError, WeightsUnavailableError
 from .errors import JobError, UsageError
+from .moments import MAX_LIMIT
 from .operators import DEFAULT_MODEL, OperatorSpec, read_model_cfg
 
 EXIT_JOB_ERROR = 1  # the job could not run (weights, settings, output state); each video's failure is not one
@@ -41,14 +44,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
 
 
-def _at_least(minimum, kind=int):
+def _at_least(minimum, kind=int, maximum=float('inf')):
+    """A number from `minimum` to `maximum` (a finite one)."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+        accepted = '' if maximum == float('inf') else f' (accepted: {minimum}..{maximum})'
         if not value >= minimum:  # also refuses NaN
-            raise argparse.ArgumentTypeError(f'must be at least {minimum}, got {text}')
+            raise argparse.ArgumentTypeError(f'must be at least {minimum}, got {text}{accepted}')
+        if not value <= maximum or value == float('inf'):
+            limit = 'finite' if maximum == float('inf') else f'at most {maximum}'
+            raise argparse.ArgumentTypeError(f'must be {limit}, got {text}{accepted}')
         return value
     parse.__name__ = kind.__name__
     return parse
@@ -59,8 +67,8 @@ def _positive(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
-    if not value > 0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f'must be more than 0, got {text}')
+    if not 0 < value < float('inf'):  # also refuses NaN
+        raise argparse.ArgumentTypeError(f'must be more than 0 (finite), got {text}')
     return value
 
 
@@ -135,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     moments = index.add_argument_group('moments', 'index the windows of each video: one row (and Milvus entity) '
                                                    'per window, to search for the moment, not just the video')
     moments.add_argument('--window', type=float, default=None, metavar='SECONDS',
-                         help='window length in seconds; rows get start_ms and end_ms (see docs/moments.md)')
+                         help='window length in seconds (whole ms); rows get start_ms and end_ms, and hold the '
+                              'frames shown in [start_ms, end_ms) on exact times (see docs/moments.md)')
     moments.add_argument('--stride', type=float, default=None, metavar='SECONDS',
                          help='seconds from one window\'s start to the next (default: the window, no overlap)')
     ray = index.add_argument_group('engine')
@@ -159,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              'nearest indexed videos. distance is the cosine similarity '
                                              '(1 = same direction, higher is more similar).')
     search.add_argument('video')
-    search.add_argument('-k', type=_at_least(1), default=5, help='how many results (default 5)')
+    search.add_argument('-k', type=_at_least(1, maximum=MAX_LIMIT), default=5,
+                        help=f'how many results (default 5, at most {MAX_LIMIT}, Milvus\'s largest search)')
     search.add_argument('--json', action='store_true', help='print JSON instead of a table')
     moments = search.add_argument_group('moments', 'search a moments collection (index --window) for the most '
                                                    'similar moments: video and time')
@@ -167,17 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help='list moments (path, start-end, similarity); overlapping windows of one video that '
                               'are both hits are merged into one (default collection: moments)')
     moments.add_argument('--start', type=float, default=None, metavar='S',
-                         help='embed only the part of VIDEO from S seconds (default: its start)')
+                         help='embed only the frames of VIDEO shown from S seconds on (exact times, the rule of '
+                              'the windows; default: its start)')
     moments.add_argument('--end', type=float, default=None, metavar='S',
-                         help='embed only the part of VIDEO before S seconds (default: its end)')
+                         help='embed only the frames of VIDEO shown before S seconds (default: its end)')
     moments.add_argument('--label', default=None, metavar='NAME',
                          help='only moments whose top label is NAME (a filter in Milvus)')
     moments.add_argument('--min-score', type=float, default=None, metavar='P',
                          help='only moments whose top label\'s score is at least P (0..1)')
     moments.add_argument('--html', default=None, metavar='OUT.html',
                          help='also write a page with a thumbnail strip of each hit\'s frames and its time range')
+    moments.add_argument('--maps', action='store_true',
+                         help='with --html: also draw over each hit\'s frames the attention map of its similarity '
+                              'to the query (op.explain, gradient; about 3 forward passes per hit)')
     _milvus_args(search, required=True)
     _model_args(search)
+
+    _explain_args(commands)
 
     weights = commands.add_parser(
         'random-weights', help='write randomly initialised weights (to try the pipeline offline; meaningless labels)',
@@ -189,6 +205,44 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument('--model-cfg', default=None, metavar='JSON', help='as for index')
     weights.add_argument('--seed', type=int, default=0)
     return parser
+
+
+def _explain_args(commands) -> None:
+    explain = commands.add_parser(
+        'explain', help='draw where the model looked: a video\'s frames with their attention maps',
+        description='Classify one clip of VIDEO (its centre crop) and save its frames with the space-time attention '
+                    'map of a label drawn over them (op.explain; the formulas are in docs/explain.md).')
+    explain.add_argument('video')
+    explain.add_argument('--out', required=True, metavar='MAPS.png',
+                         help='the picture: .png (a grid of the frames), .gif or .webp (an animation)')
+    explain.add_argument('--start', type=_at_least(0.0, float), default=None, metavar='S',
+                         help='only the part of VIDEO from S seconds (default: its start)')
+    explain.add_argument('--end', type=_positive, default=None, metavar='S',
+                         help='only the part of VIDEO before S seconds (default: its end)')
+    explain.add_argument('--label', default=None, metavar='NAME', help='the label to explain (default: the top one)')
+    explain.add_argument('--method', choices=('rollout', 'gradient'), default=None,
+                         help='rollout (default: attention rollout, the same map for every label) or gradient '
+                              '(attention weighted by the label\'s gradient)')
+    _model_args(explain)
+
+
+def _explain(args) -> int:
+    from ..explain import IMAGE_FORMATS
+    from .inputs import is_url
+    from .operators import build_classifier, build_decoder
+
+    if not is_url(args.video) and not os.path.isfile(os.path.expanduser(args.video)):
+        raise UsageError(f'{args.video}: video not found')
+    if os.path.splitext(args.out)[1].lower() not in IMAGE_FORMATS:
+        raise UsageError(f'--out {args.out}: name the picture with one of {", ".join(IMAGE_FORMATS)}')
+    if args.start is not None and args.end is not None and args.start >= args.end:
+        raise UsageError(f'--start ({args.start}) must be before --end ({args.end})')
+    op = build_classifier(_spec(args))
+    explanation = op.explain(build_decoder(args.start, args.end)(args.video), target=args.label,
+                             method=args.method)
+    path = explanation.save(args.out)
+    print(f'{path}: {explanation.title()}; frames {explanation.frame_indices}')
+    return 0
 
 
 def _milvus_args(parser: argparse.ArgumentParser, required: bool, mirror: bool = False) -> None:
@@ -232,6 +286,8 @@ def _check_moments(args) -> None:
                 raise UsageError(f'--{name} must be a number of seconds >= 0, got {value}')
         if args.start is not None and args.end is not None and args.start >= args.end:
             raise UsageError(f'--start ({args.start}) must be before --end ({args.end})')
+        if args.maps and args.html is None:
+            raise UsageError('--maps draws on the page: add --html OUT.html')
         if args.min_score is not None and not 0 <= args.min_score <= 1:
             raise UsageError(f'--min-score is a probability in 0..1, got {args.min_score}')
         if not args.moments:
@@ -255,7 +311,9 @@ def _index(args) -> int:
                                  chunk_seconds=args.chunk_seconds, milvus=args.milvus, collection=args.collection,
                                  milvus_token=args.milvus_token, retry_failed=args.retry_failed,
                                  overwrite=args.overwrite, progress=args.progress))
-    line = (f'{summary.out}: {summary.total} videos, {summary.processed} processed now '
+    from .paths import readable
+
+    line = (f'{readable(summary.out)}: {summary.total} videos, {summary.processed} processed now '
             f'({summary.failed} failed), {summary.skipped} already done; {summary.wall_s:.1f} s')
     if summary.processed:
         line += f', {summary.videos_per_s:.2f} videos/s'
@@ -274,12 +332,10 @@ def _index(args) -> int:
 
 def _failures(out: str, fmt: str | None) -> list[tuple[str, str]]:
     """(path, error) of every video the finished output records as failed, in output order."""
-    from .results import format_for, read_output
+    from .results import format_for, read_output, read_table
 
     if format_for(out, fmt) == 'parquet':
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(out, columns=['path', 'error'])  # not the embeddings
+        table = read_table(out, columns=['path', 'error'])  # not the embeddings
         rows = zip(table['path'].to_pylist(), table['error'].to_pylist())
     else:
         rows = ((row['path'], row['error']) for row in read_output(out, fmt))
@@ -291,7 +347,9 @@ def _print_failures(failures: list[tuple[str, str]], out: str) -> None:
     kinds = collections.Counter(error.split(':', 1)[0] for _, error in failures)
     by_kind = ', '.join(f'{kinds[kind]} {kind}' for kind in sorted(kinds, key=lambda kind: (-kinds[kind], kind)))
     lines = [f'{len(failures)} video{"s" * (len(failures) != 1)} failed ({by_kind}):']
-    lines += [f'  {path}: {error}' for path, error in failures[:FAILURES_SHOWN]]
+    from .paths import display
+
+    lines += [f'  {display(path)}: {error}' for path, error in failures[:FAILURES_SHOWN]]
     if len(failures) > FAILURES_SHOWN:
         lines.append(f'  ... and {len(failures) - FAILURES_SHOWN} more')
     lines.append(f'Every error is in the error column of {out}; fix the inputs and re-run with --retry-failed.')
@@ -302,6 +360,7 @@ def _search(args) -> int:
     from . import milvus_store
     from .errors import MilvusUnavailableError
     from .milvus_store import MilvusStore
+    from .paths import display
     from .runner import embed
 
     spec = _spec(args)
@@ -316,11 +375,92 @@ def _search(args) -> int:
     if args.json:
         print(json.dumps({'query': row['path'], 'label': row['labels'][0], 'results': hits}, indent=1))
         return 0
-    print(f'query: {row["path"]}  (top label {row["labels"][0]} {row["scores"][0]:.3f})')
+    print(f'query: {display(row["path"])}  (top label {row["labels"][0]} {row["scores"][0]:.3f})')
     print(f'{"rank":>4}  {"distance":>8}  {"top label":<30} {"score":>6}  path')
     for rank, hit in enumerate(hits, 1):
-        print(f'{rank:>4}  {hit["distance"]:8.4f}  {hit["label"][:30]:<30} {hit["score"]:6.3f}  {hit["path"]}')
+        print(f'{rank:>4}  {hit["distance"]:8.4f}  {hit["label"][:30]:<30} {hit["score"]:6.3f}  '
+              f'{display(hit["path"])}')
     return 0
+
+
+_COLLECTION_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]{0,254}')
+
+
+def _not_writable(path: str, example: str) -> str | None:
+    """Why no file can be written at `path` (missing folders are made); None when one can."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(path):
+        return f'is a directory; give a file name such as {example}'
+    if os.path.exists(path):
+        return None if os.access(path, os.W_OK) else 'is not writable (permissions)'
+    folder = os.path.dirname(path)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        return f'cannot be written: {folder} is a file, not a folder'
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f'cannot be written: the folder {folder} is not writable (permissions)'
+    return None
+
+
+def _invalid_files(args) -> str | None:
+    """What is wrong with the files `index` and `search` write (--out, --html), before anything runs."""
+    if args.command == 'index':
+        from .results import format_for
+
+        problem = _not_writable(args.out, 'results.parquet')
+        if problem is not None:
+            return f'--out {args.out} {problem}'
+        try:
+            format_for(args.out, args.format)
+        except ValueError as e:
+            return str(e)
+    if args.command == 'search' and args.html is not None:
+        problem = _not_writable(args.html, 'hits.html')
+        if problem is not None:
+            return f'--html {args.html} {problem}'
+    return None
+
+
+def _invalid_model(args) -> str | None:
+    """What is wrong with the model options of `index` and `search` (the model record, name, --topk, --device,
+    --precision, --window): checked against the model's record, before its weights are loaded."""
+    if args.command not in ('index', 'search'):
+        return None
+    from ..build import check_precision, resolve_device
+    from ..zoo import get_cfg
+    from .operators import register_model_cfg
+
+    record = None
+    if args.model_cfg is not None:
+        try:
+            record = read_model_cfg(args.model_cfg)
+            register_model_cfg(record)
+        except (ValueError, TypeError, OSError) as e:
+            return f'--model-cfg {args.model_cfg}: {e}'
+    name = args.model_name or (record['name'] if record else DEFAULT_MODEL)
+    try:
+        cfg = get_cfg(name)
+    except ValueError as e:
+        return f'--model-name: {e}'
+    if args.topk > cfg.num_classes:
+        return (f'argument --topk: must be at most {cfg.num_classes} (the labels of {name}), got {args.topk} '
+                f'(accepted: 1..{cfg.num_classes})')
+    try:
+        device = resolve_device(args.device)
+        if args.precision is not None:
+            check_precision(args.precision, device)
+    except ValueError as e:
+        return f'--device/--precision: {e}'
+    window, stride = getattr(args, 'window', None), getattr(args, 'stride', None)
+    if all(value is None or 0 < value < float('inf') for value in (window, stride)) and window is not None:
+        from ..windows import check_window  # the operator's own rule; other values: _check_moments
+
+        try:
+            check_window(window, stride)
+        except ValueError as e:
+            return f'--window/--stride: {e}'
+    return None
 
 
 def _invalid(args) -> str | None:
@@ -335,6 +475,13 @@ def _invalid(args) -> str | None:
     model_cfg = getattr(args, 'model_cfg', None)
     if model_cfg is not None and not os.path.isfile(os.path.expanduser(model_cfg)):
         return f'--model-cfg {model_cfg}: file not found (expected a JSON model record)'
+    problem = _invalid_files(args) or _invalid_model(args)
+    if problem is not None:
+        return problem
+    collection = getattr(args, 'collection', None)
+    if collection is not None and not _COLLECTION_NAME.fullmatch(collection):
+        return (f'--collection {collection!r}: a Milvus collection name is 1 to 255 letters, digits and '
+                f'underscores, starting with a letter or an underscore')
     milvus = getattr(args, 'milvus', None)
     if milvus is not None:
         from .milvus_store import resolve_uri
@@ -356,9 +503,26 @@ def _quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _hit_maps(spec, feature):
+    """hit -> JPEG bytes of its clip's frames with the map of their similarity to the query's `feature`."""
+    import dataclasses
+
+    import numpy as np
+
+    from .moments_page import map_thumbnails
+    from .operators import build_classifier
+    from .paths import os_path
+
+    clip_options = {k: v for k, v in spec.options.items() if k not in ('window', 'stride')}  # one clip per hit
+    op = build_classifier(dataclasses.replace(spec, options=clip_options))
+    target = np.asarray(feature, dtype=np.float32)
+    return lambda hit: map_thumbnails(op, target, os_path(hit['path']), hit['start_ms'], hit['end_ms'])
+
+
 def _search_moments(args, spec, row) -> int:
     from .milvus_store import MilvusStore
     from .moments import format_time, search_moments
+    from .paths import display
 
     with MilvusStore(args.milvus, args.collection, args.milvus_token, moments=True) as store:
         hits = search_moments(store, row['feature'], args.k, spec.model_name, spec.signature(), label=args.label,
@@ -367,19 +531,20 @@ def _search_moments(args, spec, row) -> int:
         from .moments_page import write_page
 
         query = row['path'] if args.start is None and args.end is None else \
-            f'{row["path"]} [{args.start or 0:g} s, {"end" if args.end is None else f"{args.end:g} s"})'
-        page = write_page(args.html, query, hits)
+            f'{row["path"]} [{args.start or 0:.15g} s, {"end" if args.end is None else f"{args.end:.15g} s"})'
+        page = write_page(args.html, query, hits, maps=_hit_maps(spec, row['feature']) if args.maps else None)
         print(f'wrote {page}', file=sys.stderr)
     if args.json:
         print(json.dumps([{'path': h['path'], 'start_ms': h['start_ms'], 'end_ms': h['end_ms'],
                            'score': h['distance'], 'label': h['label'], 'label_score': h['score'],
                            'windows': h['windows']} for h in hits], indent=1))
         return 0
-    print(f'query: {row["path"]}  (top label {row["labels"][0]} {row["scores"][0]:.3f})')
+    print(f'query: {display(row["path"])}  (top label {row["labels"][0]} {row["scores"][0]:.3f})')
     print(f'{"rank":>4}  {"similarity":>10}  {"start":>9} - {"end":<9}  {"top label":<30} {"score":>6}  path')
     for rank, hit in enumerate(hits, 1):
         print(f'{rank:>4}  {hit["distance"]:10.4f}  {format_time(hit["start_ms"]):>9} - '
-              f'{format_time(hit["end_ms"]):<9}  {hit["label"][:30]:<30} {hit["score"]:6.3f}  {hit["path"]}')
+              f'{format_time(hit["end_ms"]):<9}  {hit["label"][:30]:<30} {hit["score"]:6.3f}  '
+              f'{display(hit["path"])}')
     return 0
 
 
@@ -398,7 +563,8 @@ def main(argv=None) -> int:
         _quiet_ray()
     try:
         _check_moments(args)
-        return {'index': _index, 'search': _search, 'random-weights': _random_weights}[args.command](args)
+        return {'index': _index, 'search': _search, 'random-weights': _random_weights,
+                'explain': _explain}[args.command](args)
     except KeyboardInterrupt:
         print('interrupted: finished videos are saved; run the same command again to resume', file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -40,6 +40,11 @@ class MilvusCollectionError(JobError, ValueError):
     """The Milvus collection holds vectors of other settings or of another output; mixing them is refused."""
 
 
+class MilvusCapacityError(MilvusCollectionError):
+    """A path or label is longer than the collection's VARCHAR field (or than any Milvus field) can hold; found
+    before any video is processed."""
+
+
 class MilvusInUseError(InUseError):
     """A Milvus Lite database is open in another process (Milvus Lite allows one process per `.db`)."""
 
@@ -49,7 +54,16 @@ class MilvusUnavailableError(JobError):
 
 
 class MilvusSyncError(JobError):
-    """The output is complete but updating the Milvus collection failed."""
+    """The output is complete but updating the Milvus collection failed. `transient`: the failure may pass (Milvus
+    unreachable, busy, timed out), so running the command again can finish the update; else it says why not."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+class QueryVideoError(JobError):
+    """`search` cannot embed its query video (unreadable, or it stops early); nothing was searched."""
 
 
 class UsageError(JobError, ValueError):

@@ -18,11 +18,13 @@ from typing import Any
 
 from ..frames import Frames
 from .operators import OperatorSpec, build_classifier, build_decoder
+from .paths import os_path, readable
 
 
 def error_text(error: BaseException) -> str:
-    """How the `error` column records an exception: `TypeName: message`."""
-    return f'{type(error).__name__}: {error}'
+    """How the `error` column records an exception: `TypeName: message`, a file name that is not UTF-8 in it shown
+    with `\\xNN` escapes (`paths.readable`), so that every output format can hold it."""
+    return readable(f'{type(error).__name__}: {error}')
 
 
 def stopped_early(frames: Frames) -> str | None:
@@ -33,7 +35,7 @@ def stopped_early(frames: Frames) -> str | None:
 
 def error_row(path: str, model: str, error: BaseException | str, decode_s: float = 0.0,
               moments: bool = False) -> dict[str, Any]:
-    message = error if isinstance(error, str) else error_text(error)
+    message = readable(error) if isinstance(error, str) else error_text(error)
     window = {'start_ms': None, 'end_ms': None} if moments else {}
     return {'path': path, **window, 'model': model, 'duration': None, 'labels': None, 'scores': None,
             'feature': None, 'decode_s': decode_s, 'model_s': 0.0, 'error': message}
@@ -127,10 +129,11 @@ class Indexer:
         return rows
 
     def _open(self, path: str):
-        """(lazy frames, duration s, seconds taken, None) or (None, None, seconds taken, the exception)."""
+        """(lazy frames, duration s, seconds taken, None) or (None, None, seconds taken, the exception) of the video
+        at a stored path (`paths.stored`)."""
         start = time.perf_counter()
         try:
-            frames = self.decoder(path)  # reads the container's index; decodes only where it must
+            frames = self.decoder(os_path(path))  # reads the container's index; decodes only where it must
             return frames, float(frames.duration), time.perf_counter() - start, None
         except Exception as e:  # noqa: BLE001 - any failure of one video is that video's result
             return None, None, time.perf_counter() - start, e

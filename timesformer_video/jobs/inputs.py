@@ -3,7 +3,8 @@
 Paths are made absolute (`os.path.abspath`: normalized, symlinks kept as the user named them) so that a resumed
 run from another directory, a Ray worker with another working directory and the Milvus primary key all see the
 same string. URLs are kept verbatim. A path that does not exist is kept: it is recorded as a failed video rather
-than silently dropped.
+than silently dropped. Each is returned in its stored form (`paths.stored`: a name that is not UTF-8 becomes its
+`file:` URI), which `paths.os_path` turns back into the name to open.
 
 Each real file is one input: files are told apart by (device, inode), so a symlink or hard link to a file already
 named, and a symlink loop in a folder (`ln -s . clips/loop`), add nothing; the first name found is kept, or a later
@@ -20,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import ListFileError
+from .paths import stored
 
 VIDEO_EXTENSIONS = frozenset({
     '.mp4', '.m4v', '.mov', '.avi', '.mkv', '.webm', '.flv', '.wmv', '.mpg', '.mpeg', '.mts', '.m2ts', '.ts',
@@ -223,7 +225,8 @@ def _read_list(path: str) -> list[str]:
 
 def expand(items: Iterable[str], warn=None) -> list[str]:
     """Every video named by `items`, in order, each real file once (under the first name found, or a later name
-    without symlinks in it). `warn(message)` hears about globs and folders that match nothing."""
+    without symlinks in it), in the stored form (`paths.stored`). `warn(message)` hears about globs and folders that
+    match nothing."""
     warn = warn or (lambda message: None)
     out: list[str] = []
     named: dict[str | tuple[int, int], int] = {}  # a URL or missing path, or a file's (device, inode) -> its place
@@ -269,4 +272,4 @@ def expand(items: Iterable[str], warn=None) -> list[str]:
                     add(_absolute(match))
         else:
             add(_absolute(item))  # a file of any extension, or a missing path (recorded as failed)
-    return out
+    return [stored(path) for path in out]

@@ -2,7 +2,13 @@
 
 `uri` is a Milvus Lite file (`./videos.db`, embedded, in-process; the `.db` is a directory) or a server URI
 (`http://host:19530`). Collection fields: `path` (primary key), `label` and `score` (the top-1 prediction),
-`duration`, and `vector` (the model's feature, COSINE index).
+`duration`, and `vector` (the model's feature, COSINE index). Paths are stored as `paths.stored` writes them.
+
+A VARCHAR field holds at most its `max_length` characters (code points, as Milvus counts them). A new collection's
+`path` and `label` fields are sized for the run's paths and the model's labels (at least 4096 and 512 characters);
+before any video is processed, `check_capacity` refuses a run whose paths or labels the collection cannot hold (an
+existing collection made with smaller fields, or a value beyond Milvus's largest VARCHAR, 65,535 characters), so a
+sync never fails on them.
 
 A collection mirrors one output file: collection properties record the settings its vectors were made with
 (`OperatorSpec.signature()`: model, weights by SHA-256, top-k, options) and the output file, and after each run it
@@ -28,14 +34,19 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import MilvusCollectionError, MilvusInUseError, MilvusUnavailableError
+from .errors import MilvusCapacityError, MilvusCollectionError, MilvusInUseError, MilvusUnavailableError
+from .paths import readable, stored
 
-MAX_PATH_BYTES = 4096
+# VARCHAR sizes (max_length) are in characters, as Milvus counts them.
+PATH_LENGTH = 4096  # the path field's least size (Linux PATH_MAX); more when a run's paths need it
+LABEL_LENGTH = 512  # the label field's least size; more when the model's labels need it
+VARCHAR_LIMIT = 65_535  # the largest max_length Milvus allows a VARCHAR field
+_KEY_SUFFIX = 21  # a moment id's '#' and start_ms (up to 20 digits)
 _MODEL_PROPERTY = 'timesformer.model'  # collection properties (Milvus Lite does not keep descriptions)
 _SETTINGS_PROPERTY = 'timesformer.settings'
 _OUTPUT_PROPERTY = 'timesformer.output'
 _KIND_PROPERTY = 'timesformer.kind'  # 'moments'; absent on a per-video collection
-MAX_KEY_BYTES = MAX_PATH_BYTES + 21  # a moment's id: path, '#', start_ms
+KEY_LENGTH = PATH_LENGTH + _KEY_SUFFIX  # a moment's id: path, '#', start_ms
 _BATCH = 500  # entities per upsert call
 _FILTER_CHARS = 1 << 16  # characters of paths per delete expression
 # The escapes both Milvus's expression grammar and Milvus Lite's parser read; every other character stands for itself.
@@ -55,6 +66,51 @@ def in_filter(field: str, values: Sequence[str]) -> str:
 def moment_id(path: str, start_ms: int) -> str:
     """A moment's primary key: its video's path and start (the part after the last '#' is the start)."""
     return f'{path}#{int(start_ms)}'
+
+
+def needed_lengths(paths: Iterable[str], labels: Iterable[str], moments: bool = False) -> dict[str, tuple[int, str]]:
+    """The VARCHAR lengths (characters) that `paths` (stored, `paths.stored`) and `labels` need: {field: (length,
+    the longest value)}, for `path` and `label`, and `id` in a moments collection (the path, '#', start_ms)."""
+    longest_path = max(paths, key=len, default='')
+    longest_label = max(labels, key=len, default='')
+    need = {'path': (len(longest_path), longest_path), 'label': (len(longest_label), longest_label)}
+    if moments:
+        need['id'] = (need['path'][0] + _KEY_SUFFIX, longest_path)
+    return need
+
+
+def check_limits(need: dict[str, tuple[int, str]]) -> None:
+    """Raise `MilvusCapacityError` when a value of `need` (`needed_lengths`) is longer than any Milvus VARCHAR field
+    can be (VARCHAR_LIMIT characters), whatever the collection."""
+    for field, (size, value) in need.items():
+        if size > VARCHAR_LIMIT:
+            what = ('a label of the model: shorten it in the labels_file of --model-cfg' if field == 'label' else
+                    'a video path or URL: rename or move the file, or leave it out')
+            raise MilvusCapacityError(f'{_short(value)} is {size} characters, more than any Milvus VARCHAR field '
+                                      f'holds ({VARCHAR_LIMIT}), for the collection\'s {field!r}; it is {what}')
+
+
+def _field_sizes(need: dict[str, tuple[int, str]], moments: bool) -> dict[str, int]:
+    """max_length of each VARCHAR field of a new collection: at least the defaults, at least what `need` says."""
+    least = {'path': PATH_LENGTH, 'label': LABEL_LENGTH}
+    if moments:
+        least['id'] = KEY_LENGTH
+    return {field: max(size, need.get(field, (0, ''))[0]) for field, size in least.items()}
+
+
+def _short(value: str, limit: int = 80) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + '...')
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether running the same request again may succeed: Milvus unreachable or timing out, a Milvus Lite `.db`
+    in use, or an error Milvus itself marks retriable. By type (and Milvus's own `retriable` flag), never by text."""
+    from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
+
+    if isinstance(error, (MilvusInUseError, MilvusUnavailableError, MilvusUnavailableException, ConnectError,
+                          ConnectionError, TimeoutError)):
+        return True
+    return isinstance(error, MilvusException) and bool(getattr(error, 'retriable', False))
 
 
 def _without_window(settings: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +155,11 @@ def resolve_uri(uri: str) -> str:
     if not uri.endswith('.db'):
         raise ValueError(f'--milvus {uri!r}: a Milvus Lite database is a path ending in .db (e.g. ./videos.db); '
                          f'a Milvus server is a URI such as http://localhost:19530')
-    return os.path.abspath(os.path.expanduser(uri))
+    path = os.path.abspath(os.path.expanduser(uri))
+    if stored(path) != path:
+        raise ValueError(f'--milvus {readable(path)}: Milvus Lite cannot keep a database under a name that is not '
+                         f'UTF-8; choose a .db path whose folder names are UTF-8 (the videos\' names may be anything)')
+    return path
 
 
 @contextlib.contextmanager
@@ -165,9 +225,12 @@ class MilvusStore:
         properties = description.get('properties') or {}
         dims = [f['params'].get('dim') for f in description['fields'] if f['name'] == 'vector']
         settings = properties.get(_SETTINGS_PROPERTY)
+        lengths = {f['name']: int(f['params']['max_length']) for f in description['fields']
+                   if 'max_length' in (f.get('params') or {})}
         return {'model': properties.get(_MODEL_PROPERTY), 'dim': int(dims[0]) if dims else None,
                 'settings': None if settings is None else json.loads(settings),
-                'output': properties.get(_OUTPUT_PROPERTY), 'kind': properties.get(_KIND_PROPERTY, 'videos')}
+                'output': properties.get(_OUTPUT_PROPERTY), 'kind': properties.get(_KIND_PROPERTY, 'videos'),
+                'lengths': lengths}
 
     def _check_kind(self, info: dict[str, Any]) -> None:
         if info['kind'] != self.kind:
@@ -202,6 +265,29 @@ class MilvusStore:
                     + '\n'.join(differences or [f'  dim: {info["dim"]} there, {dim} in this run']))
         return None
 
+    def _too_small(self, info: dict[str, Any], need: dict[str, tuple[int, str]]) -> str | None:
+        """Why this collection's VARCHAR fields cannot hold the values of `need`; None when they can."""
+        short = [(field, info['lengths'][field], *need[field]) for field in need
+                 if field in info['lengths'] and need[field][0] > info['lengths'][field]]
+        if not short:
+            return None
+        return (f'Milvus collection {self.collection!r} at {self.uri} cannot hold this run\'s values: '
+                + '; '.join(f'its VARCHAR field {field!r} holds {size} characters, and {length} are needed for '
+                            f'{_short(value)}' for field, size, length, value in short))
+
+    def check_capacity(self, need: dict[str, tuple[int, str]], replace_output: str | None = None) -> None:
+        """Raise `MilvusCapacityError` unless this collection (or a new one) can hold values of the lengths `need`
+        (`needed_lengths`). `replace_output`: with --overwrite, the output whose collection may be made again."""
+        check_limits(need)
+        info = self._info()
+        problem = None if info is None else self._too_small(info, need)
+        if problem is None or (replace_output is not None and info['output'] == replace_output):
+            return
+        raise MilvusCapacityError(
+            f'{problem}. It was made with smaller fields before; Milvus cannot widen a field. Index into another '
+            f'--collection (or --milvus database), which is created with fields sized for this run; or, if it '
+            f'mirrors this --out, pass --overwrite to make it again.')
+
     def check_compatible(self, settings: dict[str, Any], dim: int, output: str, replace: bool = False) -> None:
         """Raise `MilvusCollectionError` now, before hours of indexing, unless `sync` will be able to mirror
         `output` (made with `settings`) in this collection. `replace` (--overwrite): a collection of this same output
@@ -220,20 +306,21 @@ class MilvusStore:
         raise MilvusCollectionError(f'{problem}. Index into another --collection (one per output file) or another '
                                     f'--milvus database.')
 
-    def _create(self, settings: dict[str, Any], dim: int, output: str) -> None:
+    def _create(self, settings: dict[str, Any], dim: int, output: str, need: dict[str, tuple[int, str]]) -> None:
         from pymilvus import DataType
 
         model = settings['model_name']
+        sizes = _field_sizes(need, self.moments)
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False,
                                            description=f'TimeSformer {self.kind} embeddings ({model})')
         if self.moments:
-            schema.add_field('id', DataType.VARCHAR, is_primary=True, max_length=MAX_KEY_BYTES)
-            schema.add_field('path', DataType.VARCHAR, max_length=MAX_PATH_BYTES)
+            schema.add_field('id', DataType.VARCHAR, is_primary=True, max_length=sizes['id'])
+            schema.add_field('path', DataType.VARCHAR, max_length=sizes['path'])
             schema.add_field('start_ms', DataType.INT64)
             schema.add_field('end_ms', DataType.INT64)
         else:
-            schema.add_field('path', DataType.VARCHAR, is_primary=True, max_length=MAX_PATH_BYTES)
-        schema.add_field('label', DataType.VARCHAR, max_length=512)
+            schema.add_field('path', DataType.VARCHAR, is_primary=True, max_length=sizes['path'])
+        schema.add_field('label', DataType.VARCHAR, max_length=sizes['label'])
         schema.add_field('score', DataType.FLOAT)
         if not self.moments:
             schema.add_field('duration', DataType.FLOAT)
@@ -284,28 +371,29 @@ class MilvusStore:
             self.client.delete(self.collection, filter=in_filter(self.key, batch))
 
     def sync(self, rows: Iterable[dict[str, Any]], settings: dict[str, Any], dim: int, output: str,
-             replace: bool = False) -> tuple[int, int]:
+             replace: bool = False, labels: Iterable[str] = ()) -> tuple[int, int]:
         """Make the collection mirror `output`'s rows: upsert every processed row, delete every other path (failed
         rows, and videos no longer in the output). Returns (upserted, deleted), counting only entities that existed.
-        With `replace`, a collection of this output made with other settings is dropped and made again."""
+        With `replace`, a collection of this output made with other settings, or with fields too small for its rows,
+        is dropped and made again. `labels`: every label the model can give, so that a new collection's `label` field
+        holds those of later runs too. Raises `MilvusCapacityError` (before writing) when a value does not fit."""
+        rows = [row for row in rows if row['error'] is None and row['feature'] is not None]
+        need = needed_lengths([row['path'] for row in rows], [*labels, *(row['labels'][0] for row in rows)],
+                              self.moments)
+        self.check_capacity(need, output if replace else None)
         info = self._info()
         if info is not None:
             self._check_kind(info)
-            problem = self._problem(info, settings, dim, output)
+            problem = self._problem(info, settings, dim, output) or self._too_small(info, need)
             if problem is not None:
                 if not (replace and info['output'] == output):
                     raise MilvusCollectionError(problem)
                 self.client.drop_collection(self.collection)
                 info = None
         if info is None:
-            self._create(settings, dim, output)
+            self._create(settings, dim, output, need)
         entities, keep = [], set()
         for row in rows:
-            if row['error'] is not None or row['feature'] is None:
-                continue
-            if len(row['path'].encode('utf-8', 'surrogateescape')) > MAX_PATH_BYTES:
-                raise MilvusCollectionError(f'path longer than {MAX_PATH_BYTES} bytes cannot be a Milvus key: '
-                                            f'{row["path"]}')
             top = {'label': row['labels'][0], 'score': float(row['scores'][0]),
                    'vector': [float(x) for x in row['feature']]}
             if self.moments:

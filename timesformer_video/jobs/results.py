@@ -106,6 +106,24 @@ def format_for(out: str | Path, fmt: str | None = None) -> str:
     return 'parquet'
 
 
+def _native_file(path: str | Path, mode: str = 'rb') -> pa.OSFile:
+    """An Arrow file opened by the path's bytes: pyarrow opens a str path only if it is UTF-8, and the output may be
+    in a folder whose name is not (a Latin-1 home folder). Not a Python file object: pyarrow's reader threads
+    reading one can abort the interpreter at exit."""
+    return pa.OSFile(os.fsencode(path), mode)
+
+
+def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """`pq.read_table(path, columns=columns)`, for any file name (`_native_file`)."""
+    with _native_file(path) as f:
+        return pq.read_table(f, columns=columns)
+
+
+def _write_table(table: pa.Table, path: Path, **options) -> None:
+    with _native_file(path, 'wb') as f:
+        pq.write_table(table, f, **options)
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -141,7 +159,8 @@ def read_settings(path: str | Path, fmt: str | None = None) -> dict[str, Any] | 
     path = Path(path)
     if format_for(path, fmt) == 'parquet':
         try:
-            metadata = pq.read_schema(path).metadata or {}
+            with _native_file(path) as f:
+                metadata = pq.read_schema(f).metadata or {}
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a file that is not Parquet
             raise JobStateError(f'cannot read {path} as Parquet ({e}); is it a results file? Choose another --out, '
                                 f'or pass --overwrite to replace it') from e
@@ -161,7 +180,7 @@ def read_output(path: str | Path, fmt: str | None = None) -> list[dict[str, Any]
     """Rows of a finished output file (Parquet or JSONL), features as float32 arrays."""
     path = Path(path)
     if format_for(path, fmt) == 'parquet':
-        return table_to_rows(pq.read_table(path))
+        return table_to_rows(read_table(path))
     rows = []
     with open(path, encoding='utf-8') as f:
         for number, line in enumerate(f, 1):
@@ -314,7 +333,7 @@ class ResultStore:
             by_path.setdefault(row['path'], []).append(row)
         for chunk in self._chunks:
             try:
-                table = pq.read_table(chunk)
+                table = read_table(chunk)
             except Exception as e:  # noqa: BLE001 - renamed into place complete, so this is outside damage
                 raise JobStateError(f'cannot read {chunk} ({e}); delete it to redo its videos') from e
             fresh: dict[str, list[dict[str, Any]]] = {}
@@ -353,7 +372,7 @@ class ResultStore:
         number = int(self._chunks[-1].stem.split('-')[1]) + 1 if self._chunks else 1
         path = self.parts / f'chunk-{number:06d}.parquet'
         table = rows_to_table(rows, self.dim, moments=self.moments)
-        self._atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        self._atomic_write(path, lambda tmp: _write_table(table, tmp))
         self._chunks.append(path)
         return path
 
@@ -366,7 +385,7 @@ class ResultStore:
         if self._chunks or not self.out.exists():
             if self.fmt == 'parquet':
                 table = rows_to_table(rows, self.dim, metadata=self.signature, moments=self.moments)
-                self._atomic_write(self.out, lambda tmp: pq.write_table(table, tmp, row_group_size=4096))
+                self._atomic_write(self.out, lambda tmp: _write_table(table, tmp, row_group_size=4096))
             else:
                 record = json.dumps(self.signature, indent=1)
                 self._atomic_write(settings_path(self.out), lambda tmp: tmp.write_text(record, encoding='utf-8'))

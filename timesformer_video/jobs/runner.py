@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .errors import JobError, MilvusInUseError, MilvusSyncError
+from .errors import JobError, MilvusInUseError, MilvusSyncError, MilvusUnavailableError, QueryVideoError
 from .indexer import Indexer
 from .inputs import expand, is_url
 from .operators import OperatorSpec, build_classifier, build_decoder
+from .paths import display, os_path, stored
 from .results import ResultStore
 
 ENGINES = ('local', 'ray')
@@ -76,7 +77,7 @@ def _probe_seconds(path: str) -> float:
     import av
 
     try:
-        with av.open(path, timeout=5) as container:
+        with av.open(os_path(path), timeout=5) as container:
             return max(0.0, float(container.duration or 0) / av.time_base)
     except Exception:  # noqa: BLE001 - only a progress estimate; the video's own row says what is wrong
         return 0.0
@@ -200,11 +201,11 @@ def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSumma
     if not paths:
         raise ValueError('no videos to process: the inputs name no video files')
     out_file = os.path.realpath(os.path.expanduser(os.fspath(job.out)))
-    if any(not is_url(path) and os.path.realpath(path) == out_file for path in paths):
+    if any(not is_url(path) and os.path.realpath(os_path(path)) == out_file for path in paths):
         raise ValueError(f'the output {job.out} is one of the input videos; choose another output file '
                          f'(results.parquet or .jsonl)')
     op = build_classifier(spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
-    dim = op.cfg.embed_dim
+    dim, labels = op.cfg.embed_dim, op.cfg.labels
     settings = spec.signature()
     moments = spec.moments
     if collection is None:
@@ -214,9 +215,13 @@ def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSumma
     if milvus is not None:
         from . import milvus_store
 
+        # Every path of this run and every label the model can give must fit the collection's fields.
+        need = milvus_store.needed_lengths(paths, labels, moments)
+        milvus_store.check_limits(need)
         if milvus_store.exists(milvus):  # opening a missing Milvus Lite file would create it
             with milvus_store.MilvusStore(milvus, collection, job.milvus_token, moments=moments) as index:
-                index.check_compatible(settings, dim, str(store.out), replace=job.overwrite)
+                index.check_compatible(settings, dim, stored(str(store.out)), replace=job.overwrite)
+                index.check_capacity(need, stored(str(store.out)) if job.overwrite else None)
     arrivals: list[float] = []
     processed = failed = windows = 0
     with store:
@@ -297,20 +302,32 @@ def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSumma
             os.makedirs(os.path.dirname(milvus), exist_ok=True)  # as for --out; Milvus Lite creates only the .db
         try:
             with MilvusStore(milvus, collection, job.milvus_token, moments=moments) as index:
-                summary.milvus = index.sync(rows, settings, dim, str(store.out), replace=job.overwrite)
-        except MilvusInUseError as e:
-            raise MilvusInUseError(f'{store.out} is complete ({len(rows)} rows), but Milvus was not updated: {e}. '
-                                   f'Then run the command again, without --overwrite, to update it.') from None
+                summary.milvus = index.sync(rows, settings, dim, stored(str(store.out)), replace=job.overwrite,
+                                            labels=labels)
+        except (MilvusInUseError, MilvusUnavailableError) as e:
+            raise type(e)(f'{store.out} is complete ({len(rows)} rows), but Milvus was not updated: {e}. Once that '
+                          f'is resolved, run the command again, without --overwrite, to update it (done videos are '
+                          f'not processed again).') from None
         except JobError:
             raise
         except Exception as e:  # noqa: BLE001 - whatever Milvus raised: the output is complete, the index is not
-            raise MilvusSyncError(
-                f'{store.out} is complete ({len(rows)} rows), but updating Milvus collection {collection!r} at '
-                f'{milvus} failed ({type(e).__name__}: {e}); the collection may hold part of this update. '
-                f'Run the command again, without --overwrite, to retry the update (done videos are not processed '
-                f'again).') from e
+            raise _sync_error(e, store.out, len(rows), collection, milvus) from e
     summary.wall_s = time.perf_counter() - started
     return summary
+
+
+def _sync_error(error: Exception, out, rows: int, collection: str, milvus: str) -> MilvusSyncError:
+    """What to say when Milvus failed during the sync: a retry only where the failure may pass."""
+    from .milvus_store import is_transient
+
+    transient = is_transient(error)
+    what_now = ('This failure may pass (Milvus unreachable, busy or slow): run the command again, without '
+                '--overwrite, to retry the update (done videos are not processed again).' if transient else
+                'Milvus refused the update, and running the command again would fail the same way: fix the cause '
+                'above, or index into another --collection; the output needs no re-run.')
+    return MilvusSyncError(f'{out} is complete ({rows} rows), but updating Milvus collection {collection!r} at '
+                           f'{milvus} failed ({type(error).__name__}: {error}); the collection may hold part of '
+                           f'this update. {what_now}', transient=transient)
 
 
 def embed(video: str, spec: OperatorSpec | None = None, start: float | None = None,
@@ -318,9 +335,12 @@ def embed(video: str, spec: OperatorSpec | None = None, start: float | None = No
     """The result row of one video (for a search query), or of its part shown in `[start, end)` seconds.
 
     Embedded as one clip (the operator's options without `window`), the way each window of a moments index is.
-    Raises `QueryRangeError` when that part holds no frame, `RuntimeError` when the video cannot be processed.
+    Raises `QueryRangeError` when that part holds no frame, `QueryVideoError` when the video cannot be processed or
+    stops early (a truncated query is refused, with no warning before: its embedding would be of part of it).
     """
-    from ..errors import TimeRangeError
+    import warnings
+
+    from ..errors import TimeRangeError, TruncatedVideoWarning
     from .errors import QueryRangeError
 
     spec = spec or OperatorSpec()
@@ -334,13 +354,16 @@ def embed(video: str, spec: OperatorSpec | None = None, start: float | None = No
     if start is not None or end is not None:
         indexer.decoder = build_decoder(start, end)
         try:
-            indexer.decoder(paths[0])  # reads the index only; the frames are decoded by the indexer
+            indexer.decoder.frames(os_path(paths[0]))  # reads the index only; the indexer decodes the frames
         except TimeRangeError as e:
             raise QueryRangeError(f'the query has no frames in the range asked for: {e}. Choose --start/--end '
                                   f'inside the video.') from None
         except Exception:  # noqa: BLE001 - any other failure is reported by the indexer's row below
             pass
-    row = indexer(paths[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', TruncatedVideoWarning)  # said once, by the error below
+        row = indexer(paths[0])
     if row['error'] is not None:
-        raise RuntimeError(f'cannot embed {video}: {row["error"]}')
+        raise QueryVideoError(f'cannot embed the query video {display(paths[0])}: {row["error"]}. Search with a '
+                              f'video that decodes to its end.')
     return row
