@@ -9,6 +9,7 @@ explain.py's row-vector one.
 
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import torch
 from conftest import TINY
 from reference import random_frames, reference_clip
 
+from timesformer_video import errors
 from timesformer_video import model as model_module
 from timesformer_video.classifier import ActionClassifier
 
@@ -241,6 +243,7 @@ def test_the_default_target_is_the_top_label_of_the_centre_crop(op, frames):
     (400, None, ValueError, '0..399'),
     (np.zeros(47, np.float32), None, ValueError, 'shape (48,)'),
     (np.ones(48, np.float32), 'rollout', ValueError, "method='gradient'"),
+    (np.full(48, 1e-30, np.float32), None, ValueError, 'norm above'),  # no direction to take a cosine against
     (0, 'saliency', ValueError, "'rollout' or 'gradient'"),
     (1.5, None, TypeError, 'label name'),
 ])
@@ -248,6 +251,22 @@ def test_bad_targets_and_methods_say_what_is_expected(op, frames, target, method
     with pytest.raises(error, match=None) as caught:
         op.explain(frames, target=target, method=method)
     assert words in str(caught.value)
+
+
+def test_a_target_along_the_clips_own_feature_is_explained_by_rollout_with_a_warning(op, frames):
+    """A search hit that is the query itself: the similarity is 1, where its gradient is zero and the map would be
+    float32 rounding noise scaled up to [0, 1] (measured: different at each run). Rollout is drawn, and said."""
+    feature = op(frames)[2]
+    for target in (feature, -feature):
+        with pytest.warns(errors.SaturatedSimilarityWarning, match='gradient vanishes'):
+            e = op.explain(frames, target=target)
+        assert e.method == 'rollout' and abs(abs(e.score) - 1) < 1e-6
+        np.testing.assert_array_equal(e.relevance, op.explain(frames).relevance)
+    tilted = feature + np.random.default_rng(0).normal(0, 0.5, feature.shape).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # an embedding off the feature's direction: no warning, a gradient map
+        e = op.explain(frames, target=tilted)
+    assert e.method == 'gradient' and e.score < 0.999
 
 
 def test_plain_calls_keep_the_fused_attention_and_explain_forms_the_probabilities(op, frames, monkeypatch):
@@ -364,7 +383,8 @@ def test_the_explain_command_saves_the_maps_of_the_label_asked_for(cli_setup, op
     (['clip.mp4', '--out', 'maps.jpg'], 'name the picture with one of .png, .gif, .webp'),
     (['missing.mp4', '--out', 'maps.png'], 'missing.mp4: video not found'),
     (['clip.mp4', '--out', 'maps.png', '--start', 3, '--end', 2], '--start (3.0) must be before --end (2.0)'),
-    (['clip.mp4', '--out', 'maps.png', '--method', 'saliency'], "invalid choice: 'saliency'"),
+    (['clip.mp4', '--out', 'maps.png', '--method', 'saliency'],
+     "Invalid value for '--method': 'saliency' is not one of 'rollout', 'gradient'"),
 ])
 def test_bad_explain_arguments_are_one_line_errors_with_exit_status_2(cli_setup, args, complaint):
     root, model_args = cli_setup

@@ -74,6 +74,12 @@ class DownloadHashError(TimesformerVideoError, ValueError):
 
 # Classification (classifier.py)
 
+class SaturatedSimilarityWarning(UserWarning):
+    """`explain(frames, target=embedding)` for a clip whose feature points the embedding's way (or exactly against
+    it: the similarity is +-1, e.g. a search hit that is the query itself): the similarity's gradient vanishes there,
+    so the map is attention rollout (target-independent) instead of gradient noise."""
+
+
 class TruncatedVideoWarning(UserWarning):
     """The frames given stop early (the decoder's `frames.error`, e.g. a half-downloaded video): the result is of
     the readable part only."""

@@ -42,12 +42,16 @@ import torch
 import torch.nn.functional as F
 
 from .build import autocast
-from .errors import TruncatedVideoWarning
+from .errors import SaturatedSimilarityWarning, TruncatedVideoWarning
 from .frames import Video
 from .model import TimeSformer, record_attention
 from .transform import ClipTransform, short_side_size, stack_frames
 
 METHODS = ('rollout', 'gradient')
+MIN_NORM = 1e-6  # an embedding target shorter than this has no direction to measure a cosine against
+# 1 - |similarity| below which the similarity's gradient is float32 rounding noise, not a map (measured: a clip's own
+# feature as the target gave relevance 1e-11, maps uncorrelated run to run; an unrelated one 5e-5, stable)
+SATURATED = 1e-6
 IMAGE_FORMATS = {'.png': 'PNG', '.gif': 'GIF', '.webp': 'WEBP'}
 COLORMAP = 'jet'
 
@@ -196,9 +200,10 @@ def _target(classifier, target) -> tuple[int | None, torch.Tensor | None]:
     if isinstance(target, (np.ndarray, torch.Tensor, Sequence)) and not isinstance(target, bytes):
         vector = torch.as_tensor(np.asarray(target, dtype=np.float32))
         d = classifier.cfg.embed_dim
-        if vector.shape != (d,) or not torch.isfinite(vector).all() or not vector.abs().sum() > 0:
-            raise ValueError(f'an embedding target must be a finite, non-zero vector of shape ({d},) as op(frames) '
-                             f'returns; got shape {tuple(vector.shape)}')
+        if vector.shape != (d,) or not torch.isfinite(vector).all() or not vector.norm() > MIN_NORM:
+            raise ValueError(f'an embedding target must be a finite vector of shape ({d},) and norm above {MIN_NORM} '
+                             f'(a cosine needs a direction), as op(frames) returns; got shape {tuple(vector.shape)}'
+                             + (f', norm {float(vector.norm()):.3g}' if vector.shape == (d,) else ''))
         return None, vector
     raise TypeError(f'target must be None (the top label), a label name, a class index or a '
                     f'({classifier.cfg.embed_dim},) embedding; got {type(target).__name__}')
@@ -259,6 +264,11 @@ def explain(classifier, frames: Video, target=None, method: str | None = None) -
     if vector is not None:
         y = F.cosine_similarity(features.float()[0], vector.to(features.device), dim=0)
         label, score = None, float(y.detach())
+        if 1 - abs(score) < SATURATED:  # d cos / d feature = (v/|v| - cos f/|f|) / |f|: zero when f is along v
+            warnings.warn(SaturatedSimilarityWarning(
+                f'the clip\'s feature points along the target embedding (similarity {score:.7f}), where the '
+                'similarity\'s gradient vanishes; drawing the attention rollout map instead'), stacklevel=3)
+            method = 'rollout'
     else:
         if class_index is None:
             class_index = int(probabilities.argmax())
@@ -273,7 +283,7 @@ def explain(classifier, frames: Video, target=None, method: str | None = None) -
         steps = [(weighted[2 * i].mean(1), weighted[2 * i + 1].mean(1)) for i in range(len(probs))]
         relevance = propagate(steps, keep=1.0, mix=1.0)
     else:
-        steps = [(t.float().mean(1), s.float().mean(1)) for t, s in probs]
+        steps = [(t.detach().float().mean(1), s.detach().float().mean(1)) for t, s in probs]
         relevance = propagate(steps, keep=0.5, mix=0.5)
 
     size, patch = classifier.cfg.image_size, classifier.cfg.patch_size
