@@ -102,7 +102,7 @@ def test_a_packet_the_decoder_refuses_ends_the_video_there_and_reads_past_it_say
         assert info.value.frame_index == wanted
     seen = []
     with pytest.raises(errors.CorruptVideoError, match='a sequential decode gives only'):
-        for frame in VideoDecoder()(str(path)):  # iterating: every frame before the damage, then the error
+        for frame in VideoDecoder()(str(path)).iter_frames():  # every frame before the damage, then the error
             seen.append(frame)
     assert len(seen) == n and [f.timestamp for f in seen] == [ms for _, ms in expected]
 

@@ -28,7 +28,7 @@ from test_jobs import TINY_CFG
 
 from timesformer_video import decode, errors
 from timesformer_video.decode import VideoDecoder
-from timesformer_video.transform import clip_indices
+from timesformer_video.sampling import clip_indices
 
 FFMPEG = shutil.which('ffmpeg') or 'ffmpeg'  # the CLI: scripts/setup.sh installs it
 SRC = '-f lavfi -i testsrc2=size=176x144:rate=25:duration={s}'
@@ -183,12 +183,41 @@ def test_each_kind_gives_the_frames_of_a_sequential_decode(corpus, name):
     frames = VideoDecoder()(path)
     assert len(frames) == len(expected) and frames.error is None
     assert frames.timestamps == times
-    got = frames.take(range(len(frames)))  # one forward pass
-    assert all(np.array_equal(g, e) for g, e in zip(got, expected))
+    got = frames.get_frames_at(range(len(frames)))  # one forward pass
+    assert all(np.array_equal(g.data, e) for g, e in zip(got, expected))
     assert [g.timestamp for g in got] == times
+    assert all(np.array_equal(g, e) for g, e in zip(frames.take(range(len(frames))), expected))
     spread = random.Random(name).sample(range(len(frames)), 8) + [len(frames) - 1, 0]
     for i in spread:  # one access each: a seek (where the index allows one), checked, or a decode from the start
         assert np.array_equal(frames[i], expected[i]), f'frame {i}'
+
+
+# The kinds whose packets stand for their frames one to one (MP4/MOV/MKV/WebM, H.264/HEVC/VP8/VP9/AV1/MPEG-4, every
+# packet timed, none hidden by an edit list, a keyframe first): `index='packets'` takes them, and refuses the others.
+PACKET_INDEXED = {'cover_first.mkv', 'cover_first.mp4', 'fragmented.mp4', 'offset.mkv', 'trim.mkv', 'vp8.webm'}
+
+
+@pytest.mark.parametrize('name', sorted(CORPUS))
+def test_each_index_method_forced_gives_the_frames_of_a_sequential_decode_or_says_why_not(corpus, name):
+    """`index='decoded'` reads every kind; `index='packets'` reads the kinds whose packets are their frames and
+    raises `PacketIndexError` for the others, never giving other frames; 'auto' picks packets exactly where they do."""
+    path = corpus(name)
+    expected, times = reference(path)
+    decoded = VideoDecoder(index='decoded')(path)
+    assert decoded.index_method == 'decoded' and decoded.timestamps == times
+    assert all(np.array_equal(g, e) for g, e in zip(decoded.take(range(len(decoded))), expected))
+    auto = VideoDecoder(index='auto')(path)
+    if name in PACKET_INDEXED:
+        packets = VideoDecoder(index='packets')(path)
+        assert packets.index_method == auto.index_method == 'packets'
+        assert len(packets) == len(expected) and packets.timestamps == times
+        assert all(np.array_equal(g, e) for g, e in zip(packets.take(range(len(packets))), expected))
+        for i in random.Random(name).sample(range(len(packets)), 4):  # a seek each, checked against the packets
+            assert np.array_equal(packets[i], expected[i]), f'frame {i}'
+    else:
+        with pytest.raises(errors.PacketIndexError, match="cannot be indexed from its packets .*index='decoded'"):
+            VideoDecoder(index='packets')(path)
+        assert auto.index_method == 'decoded'
 
 
 @pytest.mark.parametrize('name', sorted(TRUNCATED))

@@ -101,8 +101,8 @@ def test_include_end_keeps_the_frame_at_exactly_end_time_the_default_does_not(cl
 def test_sample_type_is_case_insensitive_as_in_the_hub(clips):
     path = clips['short']
     for given in ['Uniform_Temporal_Subsample', 'UNIFORM_TEMPORAL_SUBSAMPLE']:
-        got = VideoDecoder(sample_type=given, args={'num_samples': 5})(path)
-        want = VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 5})(path)
+        got = VideoDecoder(sample_type=given, args={'num_samples': 5}).sample(path)
+        want = VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 5}).sample(path)
         assert [f.timestamp for f in got] == [f.timestamp for f in want] == [0, 720, 1480, 2200, 2960]
     with pytest.raises(ValueError, match="unknown sample_type 'random'"):
         VideoDecoder(sample_type='Random')
@@ -288,7 +288,7 @@ def test_an_image_sequence_pattern_gives_the_frames_of_a_sequential_decode(seque
     order = [count - 1, 3, 0, count // 2, 3]  # backwards, a repeat: seeks and forward decoding
     assert all(np.array_equal(f, ref[i][0]) for f, i in zip(frames.take(order), order))
     assert all(np.array_equal(f, r) for f, (r, _) in zip(frames, ref))
-    sampled = VideoDecoder(sample_type='time_step_sample', args={'time_step': 0.1})(pattern)
+    sampled = VideoDecoder(sample_type='time_step_sample', args={'time_step': 0.1}).sample(pattern)
     times, step = [t for _, t in ref], fractions.Fraction(1, 10)
     firsts = [next(t for t in times if t >= k * step) for k in range(int(times[-1] / step) + 1)]  # at or after
     assert [f.timestamp for f in sampled] == [ms(t) for t in firsts]
@@ -336,3 +336,16 @@ def test_the_readme_quotes_the_fallback_benchmark():
     readme = ' '.join((ROOT / 'video_decode' / 'README.md').read_text().split())
     assert f'8 frames for the operator took {min(eight):.2f}–{max(eight):.1f}×' in readme
     assert f'reading every frame {min(every):.1f}–{max(every):.1f}×' in readme
+
+
+def test_a_local_name_that_looks_like_a_protocol_opens_that_file(tmp_path, monkeypatch):
+    """`file:clip.mp4` (a name a download or a copy can give) is that file, as `ls` shows it, not FFmpeg's file
+    protocol reading `clip.mp4`; likewise for any `scheme:` prefix without `//`."""
+    make_clip(tmp_path / 'clip.mp4', 2)
+    make_clip(tmp_path / 'file:clip.mp4', 3.6)
+    make_clip(tmp_path / 'pipe:0.mp4', 1.2)
+    monkeypatch.chdir(tmp_path)
+    for name in ('file:clip.mp4', 'pipe:0.mp4', 'clip.mp4'):
+        assert len(VideoDecoder()(name)) == len(reference(tmp_path / name)), name
+    with pytest.raises(FileNotFoundError, match='video file not found'):
+        VideoDecoder()('file:missing.mp4')

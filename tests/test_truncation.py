@@ -49,6 +49,12 @@ INTACT = {
                    f'{H264} -c:a aac -movflags +faststart',
     'bframes_aac.mov': f'{VIDEO} {TONE.format(s=4)} -c:v libx264 -bf 3 -g 30 -pix_fmt yuv420p -c:a aac',
 }
+# Intact files written to a pipe, as a recorder streaming to stdout writes them: the muxer cannot seek back to fill
+# in the header, and FFmpeg's AVI muxer leaves a placeholder length of 2**30 frames there. name -> (arguments, format)
+PIPED = {
+    'piped_mp3.avi': (f'{VIDEO} {TONE.format(s=4)} -c:v mpeg4 -c:a libmp3lame', 'avi'),
+    'piped_video_only.avi': (f'{VIDEO} -c:v mpeg4', 'avi'),
+}
 CUTS = range(10, 100, 5)  # percent of the bytes kept
 
 
@@ -78,6 +84,10 @@ def folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp('truncation')
     for name, arguments in {**KINDS, **INTACT}.items():
         ffmpeg(folder, name, arguments)
+    for name, (arguments, muxer) in PIPED.items():
+        written = subprocess.run([FFMPEG, '-hide_banner', '-loglevel', 'error', *split(arguments), '-f', muxer,
+                                  'pipe:1'], cwd=folder, check=True, capture_output=True).stdout
+        (folder / name).write_bytes(written)
     return folder
 
 
@@ -151,7 +161,7 @@ def test_a_cut_between_video_packets_gives_the_readable_frames_and_the_error(fol
         VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(str(cut))
 
 
-@pytest.mark.parametrize('name', sorted(INTACT) + sorted(KINDS))
+@pytest.mark.parametrize('name', sorted(INTACT) + sorted(KINDS) + sorted(PIPED))
 def test_an_intact_file_is_not_called_truncated(folder, name):
     expected = sequential(folder / name)
     frames = VideoDecoder()(str(folder / name))

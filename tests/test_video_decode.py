@@ -104,12 +104,15 @@ def reference(path):
 
 
 def assert_same(frames, path, indices):
+    """`frames`: the decoder's `Frame` records (pixels, timestamp, key flag checked) or its plain RGB arrays."""
     ref = reference(path)
     assert len(frames) == len(indices)
     for frame, i in zip(frames, indices):
-        assert frame.dtype == np.uint8 and frame.mode == 'RGB'
-        assert np.array_equal(frame, ref[i][0]), f'frame {i} differs'
-        assert frame.timestamp == ref[i][1] and frame.key_frame == ref[i][2]
+        data = frame.data if isinstance(frame, decode.Frame) else frame
+        assert type(data) is np.ndarray and data.dtype == np.uint8 and data.shape[2] == 3
+        assert np.array_equal(data, ref[i][0]), f'frame {i} differs'
+        if isinstance(frame, decode.Frame):
+            assert frame.timestamp == ref[i][1] and frame.key_frame == ref[i][2]
 
 
 # --- loading -------------------------------------------------------------------------------------------------------
@@ -147,11 +150,14 @@ def test_lazy_frames_are_bit_identical_to_sequential_decode(video, name):
     frames = VideoDecoder()(path)
     n = len(reference(path))
     assert len(frames) == n
-    assert_same([frames[i] for i in range(n)], path, range(n))  # every frame on its own: one seek each
+    assert_same([frames.get_frame_at(i) for i in range(n)], path, range(n))  # every frame on its own: a seek each
+    assert_same([frames[i] for i in range(0, n, 7)], path, range(0, n, 7))
     rng = random.Random(0)
     for _ in range(5):
         indices = [rng.randrange(-n, n) for _ in range(rng.randrange(1, 12))]
+        assert_same(frames.get_frames_at(indices), path, [i % n for i in indices])
         assert_same(frames.take(indices), path, [i % n for i in indices])
+    assert_same(list(frames.iter_frames()), path, range(n))
     assert_same(list(frames), path, range(n))
 
 
@@ -162,7 +168,8 @@ def test_frames_show_the_index_drawn_into_them_and_the_written_timestamps(video,
     _, kwargs = VIDEOS[name]
     n = kwargs.get('n_frames') or round(kwargs['seconds'] * 25)
     assert [mv.read_index(f) for f in frames] == list(range(n))
-    assert frames.timestamps == [f.timestamp for f in frames] == mv.frame_times_ms(n, vfr=kwargs.get('vfr', False))
+    assert frames.timestamps == [f.timestamp for f in frames.iter_frames()] == mv.frame_times_ms(
+        n, vfr=kwargs.get('vfr', False))
 
 
 def test_vfr_timestamps_come_from_pts_not_from_index_over_fps(video):
@@ -226,7 +233,7 @@ def test_time_window_is_half_open_on_presentation_time(video, start, end):
     frames = VideoDecoder(start_time=start, end_time=end)(path)
     lo, hi = (start or 0) * 1000, (end if end is not None else 1e9) * 1000
     expected = [i for i, (_, ms, _) in enumerate(reference(path)) if lo <= ms < hi]
-    assert_same(list(frames), path, expected)
+    assert_same(list(frames.iter_frames()), path, expected)
 
 
 @pytest.mark.parametrize('name, start, end, n', [('h264', None, None, 8), ('h264_gop250', 1.3, 4.1, 8),
@@ -241,6 +248,7 @@ def test_uniform_temporal_subsample_matches_pytorchvideo(video, name, start, end
     frames = op(path)
     assert isinstance(frames, list)
     assert_same(frames, path, [window[p] for p in picks])
+    assert_same(op.sample(path), path, [window[p] for p in picks])
 
 
 @pytest.mark.parametrize('name, start, step', [('h264', None, 0.5), ('h264', 0.3, 0.1), ('h264', None, 0.01),
@@ -255,8 +263,9 @@ def test_time_step_sample_takes_first_frame_at_or_after_each_step(video, name, s
         if first not in expected:
             expected.append(first)
         k += 1
-    frames = VideoDecoder(start_time=start, sample_type='time_step_sample', args={'time_step': step})(path)
-    assert_same(frames, path, expected)
+    op = VideoDecoder(start_time=start, sample_type='time_step_sample', args={'time_step': step})
+    assert_same(op(path), path, expected)
+    assert_same(op.sample(path), path, expected)
 
 
 # --- rotation, odd sizes, non-square pixels --------------------------------------------------------------------
@@ -289,7 +298,7 @@ def test_truncated_mp4_decodes_its_valid_part_and_says_where_it_stops(video, bro
     frames = VideoDecoder()(path)
     n = len(frames)
     assert 20 < n < 100 and 'stops after frame' in str(frames.error)
-    assert_same(frames.take([0, n - 1, n // 2]), video('faststart'), [0, n - 1, n // 2])
+    assert_same(frames.get_frames_at([0, n - 1, n // 2]), video('faststart'), [0, n - 1, n // 2])
     with pytest.raises(errors.TruncatedVideoError, match=f'only {n} are readable') as info:
         frames[n]
     assert isinstance(info.value, IndexError) and info.value.frame_index == n - 1
@@ -300,8 +309,9 @@ def test_truncated_mp4_decodes_its_valid_part_and_says_where_it_stops(video, bro
     assert len(seen) == n
     with pytest.raises(errors.CorruptVideoError, match=r'stops after frame \d+ \(\d+\.\d+ s\)'):
         VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(path)
-    inside = VideoDecoder(end_time=0.5, sample_type='uniform_temporal_subsample', args={'num_samples': 4})(path)
-    assert_same(inside, video('faststart'), [0, 4, 8, 12])
+    inside = VideoDecoder(end_time=0.5, sample_type='uniform_temporal_subsample', args={'num_samples': 4})
+    assert_same(inside(path), video('faststart'), [0, 4, 8, 12])
+    assert_same(inside.sample(path), video('faststart'), [0, 4, 8, 12])
     assert frames[:10].error is None and len(list(frames[:10])) == 10
 
 
@@ -404,10 +414,10 @@ def http_root(video, broken):
 
 def test_http_urls_decode_like_files(video, http_root):
     url = http_root[0] + '/' + Path(video('h264_gop250')).name
-    frames = VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8})(url)
+    frames = VideoDecoder(sample_type='uniform_temporal_subsample', args={'num_samples': 8}).sample(url)
     assert_same(frames, video('h264_gop250'), np.linspace(0, 124, 8).astype(int).tolist())
     lazy = VideoDecoder(start_time=2)(url)
-    assert_same(lazy.take([3, 0]), video('h264_gop250'), [53, 50])
+    assert_same(lazy.get_frames_at([3, 0]), video('h264_gop250'), [53, 50])
     with pytest.raises(FileNotFoundError, match='404'):
         VideoDecoder()(http_root[0] + '/missing.mp4')
     with pytest.raises(errors.NotAVideoError):

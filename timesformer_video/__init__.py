@@ -1,14 +1,15 @@
 """TimeSformer video classification and embedding, its video decoder and its batch jobs, usable without Towhee.
 
-The model, its builder, the clip transform and the classifier do not import Towhee; the decoder imports only
-Towhee's frame type (`towhee.types.VideoFrame`), which its frames are, so Towhee pipelines take them as they are.
+Nothing here imports Towhee: the decoder gives RGB uint8 arrays with their times (and imports neither Towhee nor
+torch); the Towhee operator `video_decode/` wraps them as `towhee.types.VideoFrame`s.
 
     from timesformer_video import ActionClassifier, VideoDecoder
     classify = ActionClassifier('timesformer_k400_8x224', weights='TimeSformer_divST_8x32_224_K400.pyth')
     labels, scores, feature = classify(VideoDecoder().frames('archery.mp4'))
 
 Modules, one concept each: `zoo` (a model's record: architecture, weights, transform, labels), `model` (the network),
-`checkpoints` (reading every released format), `build` (record -> ready model), `transform` (frames -> clip views),
+`checkpoints` (reading every released format), `build` (record -> ready model), `sampling` (which frames make a
+clip), `transform` (frames -> clip views),
 `classifier` (frames -> labels, scores, feature), `decode` (video -> lazy frames), `frames` (the lazy-frames
 protocol), `display` (lazy frames as thumbnails in notebooks), `timing` and `windows` (which frames a time range
 holds; sliding windows over long videos), `explain` (attention maps: where the model looked), `export`, `timeline`,

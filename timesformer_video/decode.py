@@ -1,4 +1,8 @@
-"""Video decoding: the frames a sequential decode gives, decoded lazily with checked seeks.
+"""Video decoding: the frames a sequential decode gives, decoded lazily with checked seeks; no model, no Towhee.
+
+Frames are RGB uint8 `(H, W, 3)` numpy arrays; their times travel beside them (`LazyFrames.times`/`timestamps`,
+or a `Frame` record from `get_frames_at`). Which frames a sampled call takes is `sampling.py`'s rule. The Towhee
+operator `video-decode/ffmpeg` (`video_decode/`) wraps these frames as `towhee.types.VideoFrame`s.
 
 One pass indexes the video: from packets, without decoding, where packets are known to map one to one onto frames
 (MP4/MOV/MKV/WebM with H.264/HEVC/VP8/VP9/AV1/MPEG-4, confirmed on the first frames), else by decoding once and
@@ -20,14 +24,10 @@ import statistics
 import struct
 import time
 import urllib.request
-import warnings
+from typing import NamedTuple
 
 import av
 import numpy as np
-
-with warnings.catch_warnings():  # towhee 1.1.3 imports pkg_resources, which warns on every import
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    from towhee.types import VideoFrame  # the frame type of Towhee pipelines: frames are these
 
 from .errors import (
     CorruptVideoError,
@@ -35,18 +35,31 @@ from .errors import (
     NotAVideoError,
     NotSeekableError,
     NoVideoStreamError,
+    PacketIndexError,
     TimeRangeError,
     TruncatedVideoError,
 )
-from .transform import uniform_indices  # the classifier's sampling: one rule for which frames make a clip
+from .sampling import keyframe_indices, time_step_indices, uniform_indices  # the rules of which frames make a clip
 
 SAMPLE_ARGS = {'uniform_temporal_subsample': 'num_samples', 'time_step_sample': 'time_step'}
+INDEX_METHODS = ('auto', 'packets', 'decoded')  # how the index is built (`VideoIndex.read`)
+SEEK_MODES = ('exact', 'keyframes')  # what `LazyFrames.take` gives: the frames asked for, or the keyframes before them
 TIMEOUT_S = 30.0  # seconds without data before an open or read gives up (mostly for URLs)
 _CHUNK = 32  # frames decoded per pass when iterating a view that is not in increasing order
 
 
+class Frame(NamedTuple):
+    """One decoded frame and its times (what `LazyFrames.get_frames_at` and `VideoDecoder.sample` give)."""
+
+    data: np.ndarray  # RGB uint8 (H, W, 3), at the displayed orientation, the coded size
+    time: fractions.Fraction  # exact presentation time, seconds since the video's first frame
+    timestamp: int  # the same in ms, rounded
+    key_frame: bool  # the decoder's own flag for this frame
+    pts: int | None  # the decoder's pts, in the stream's time base (None where it gives none)
+
+
 class VideoDecoder:
-    """Decode a video file, an image-sequence pattern or an http(s) URL into RGB `VideoFrame`s (timestamps in ms).
+    """Decode a video file, an image-sequence pattern or an http(s) URL into RGB uint8 `(H, W, 3)` arrays.
 
     Args:
         start_time, end_time: seconds on the video's own clock (from its first frame); only the frames shown in
@@ -58,14 +71,22 @@ class VideoDecoder:
         timeout: seconds without data before opening or reading a URL gives up (`TimeoutError`).
         include_end: keep a frame shown at exactly `end_time` (the Towhee hub operator's rule; the operator
             `video-decode/ffmpeg` sets it). False (the default): the half-open windows of the batch job and moments.
+        index: how the frames are indexed when a video is opened (`LazyFrames.index_method` says which was used):
+            'auto' (packets where they are known to stand for the frames one to one, else one decode pass);
+            'packets' (one demux pass, nothing decoded; `PacketIndexError` saying why when the video's packets
+            cannot stand for its frames); 'decoded' (one sequential decode pass, always).
+        seek: 'exact' (the frames asked for) or 'keyframes' (an approximate fast path: `take` and the sampled calls
+            give, for each frame asked for, the keyframe at or before it, decoding only keyframes; a frame with no
+            seekable keyframe at or before it is read exactly).
 
-    Argument errors raise `ValueError` here, not at the first call. A frame is a `towhee.types.VideoFrame`: RGB
-    uint8 `(H, W, 3)` at the displayed orientation, `timestamp` in ms since the first frame, `key_frame`.
-    The Towhee operator `video-decode/ffmpeg` (`video_decode/` at the repository root) is this class.
+    Argument errors raise `ValueError` here, not at the first call. A frame is an RGB uint8 `(H, W, 3)` array at the
+    displayed orientation; its times are the `LazyFrames`' `times` (exact seconds) and `timestamps` (ms since the
+    first frame), or come with it from `get_frames_at`/`sample`. The Towhee operator `video-decode/ffmpeg`
+    (`video_decode/` at the repository root) is this class, with frames as `towhee.types.VideoFrame`s.
     """
 
     def __init__(self, start_time=None, end_time=None, sample_type=None, args=None, timeout=TIMEOUT_S, *,
-                 include_end=False):
+                 include_end=False, index='auto', seek='exact'):
         self._start = _seconds('start_time', start_time, default=0)
         self._end = _seconds('end_time', end_time, default=None)
         self._include_end = bool(include_end)
@@ -76,27 +97,41 @@ class VideoDecoder:
         if not _is_number(timeout) or timeout <= 0:
             raise ValueError(f'timeout must be a positive, finite number of seconds, got {timeout!r}')
         self._timeout = timeout
+        if index not in INDEX_METHODS:
+            raise ValueError(f'index must be one of {INDEX_METHODS}, got {index!r}')
+        if seek not in SEEK_MODES:
+            raise ValueError(f'seek must be one of {SEEK_MODES}, got {seek!r}')
+        self._index_method, self._seek = index, seek
 
     def __call__(self, path):
         """A video file path, image-sequence pattern or http(s) URL -> its frames: a `LazyFrames`
-        (sample_type=None), else a list. A time range that holds no frame (e.g. `start_time` past the end) gives no
-        frames: an empty `LazyFrames`, or an empty list.
+        (sample_type=None), else a list of RGB uint8 `(H, W, 3)` arrays (`sample` gives them with their times).
+        A time range that holds no frame (e.g. `start_time` past the end) gives no frames: an empty `LazyFrames`,
+        or an empty list.
 
         Raises FileNotFoundError (no such file; no file matching a pattern; HTTP 404), IsADirectoryError,
         `NotAVideoError`, `NoVideoStreamError`, `EmptyVideoError`, `NotSeekableError`, `CorruptVideoError` (a sampled
         window reaching the unreadable tail of a truncated file), TimeoutError, ConnectionError; the `*VideoError`
-        ones are in `errors.py`. Details: video_decode/README.md.
+        ones are in `errors.py`; `PacketIndexError` with `index='packets'`. Details: video_decode/README.md.
         """
+        if self._sample_type is None:
+            return self._window(path)
+        return [frame.data for frame in self.sample(path)]
+
+    def sample(self, path):
+        """The frames `__call__` gives, as a list of `Frame` records (data, time, timestamp, key_frame, pts), decoded
+        now; with sample_type=None every frame of the window. Raises what `__call__` raises, and, as the sampled
+        calls do, `CorruptVideoError` for a window reaching the unreadable tail of a truncated video."""
         frames = self._window(path)
         if self._sample_type is None:
-            return frames
+            return list(frames.iter_frames())
         if frames.error is not None:
             raise _fresh(frames.error)  # sampling needs the whole window; lazy views can still read the valid part
         if not frames:
             return []
         if self._sample_type == 'uniform_temporal_subsample':
-            return frames.take(uniform_indices(len(frames), self._sample_arg))
-        return frames.take(time_step_indices(frames.times, self._sample_arg, self._start))
+            return frames.get_frames_at(uniform_indices(len(frames), self._sample_arg))
+        return frames.get_frames_at(time_step_indices(frames.times, self._sample_arg, self._start))
 
     def frames(self, path):
         """All frames of the window as a `LazyFrames` (one index pass; frames are decoded when read).
@@ -114,7 +149,7 @@ class VideoDecoder:
 
     def _window(self, path):
         """The frames of `[start_time, end_time)` (or `]`) as a `LazyFrames`, empty when there are none."""
-        index = VideoIndex.read(path, self._timeout)
+        index = VideoIndex.read(path, self._timeout, self._index_method)
         ticks = index.ticks
         first = bisect.bisect_left(ticks, math.ceil(ticks[0] + self._start / index.time_base))
         if self._end is None:
@@ -125,19 +160,20 @@ class VideoDecoder:
             stop = bisect.bisect_left(ticks, math.ceil(ticks[0] + self._end / index.time_base))
         stop = max(first, stop)
         reaches_end = index.error is not None and stop == len(ticks)
-        return LazyFrames(index, range(first, stop), index.error if reaches_end else None)
+        return LazyFrames(index, range(first, stop), index.error if reaches_end else None, self._seek)
 
 
 class LazyFrames(collections.abc.Sequence):
-    """Read-only sequence of RGB `VideoFrame`s decoded on access.
+    """Read-only sequence of a video's frames, RGB uint8 `(H, W, 3)` arrays decoded on access, with their times.
 
     Thread-safe: every access opens its own container, so views can be read from several threads at once.
     `error` is set when the window runs into the unreadable tail of a truncated video: `len` counts only the
     readable frames, and indexing past them raises it (a `TruncatedVideoError`, also an `IndexError`).
+    `seek` ('exact' or 'keyframes') is what `take` gives (`VideoDecoder`); indexing and iterating are always exact.
     """
 
-    def __init__(self, index, positions, error=None):
-        self._index, self._positions, self.error = index, positions, error
+    def __init__(self, index, positions, error=None, seek='exact'):
+        self._index, self._positions, self.error, self.seek = index, positions, error, seek
 
     def __len__(self):
         return len(self._positions)
@@ -146,17 +182,23 @@ class LazyFrames(collections.abc.Sequence):
         if isinstance(item, slice):
             positions = self._positions[item]
             keeps_tail = item.step in (None, 1) and (item.stop is None or item.stop >= len(self))
-            return LazyFrames(self._index, positions, self.error if keeps_tail else None)
-        return self.take([item])[0]
+            return LazyFrames(self._index, positions, self.error if keeps_tail else None, self.seek)
+        return self.get_frame_at(item).data
 
     def __iter__(self):
-        """Stream frames one by one; memory stays bounded by the decoder, not the video length."""
+        """Stream frames (arrays) one by one; memory stays bounded by the decoder, not the video length."""
+        for frame in self.iter_frames():
+            yield frame.data
+
+    def iter_frames(self):
+        """Stream every frame of the view as a `Frame` (with its times and key flag), in order, exactly; after the
+        last readable one, raises `error` when it is set."""
         if self._positions.step > 0:
             for _, frame in _decode(self._index, self._positions):
                 yield frame
         else:
             for start in range(0, len(self), _CHUNK):
-                yield from self.take(range(start, min(start + _CHUNK, len(self))))
+                yield from self._exact_frames([self._position(i) for i in range(start, min(start + _CHUNK, len(self)))])
         if self.error is not None:
             raise _fresh(self.error)
 
@@ -171,10 +213,42 @@ class LazyFrames(collections.abc.Sequence):
         return frames_html(self)
 
     def take(self, indices):
-        """Decode several frames in one forward pass (seeking only across keyframes); caller's order kept."""
+        """The frames at `indices` (ints, negative from the end) as RGB uint8 `(H, W, 3)` arrays, in the caller's
+        order, decoded in one forward pass (seeking only across keyframes). With `seek='keyframes'`, each is the
+        keyframe at or before the frame asked for (`get_frames_at` says which). Raises IndexError (out of range;
+        `TruncatedVideoError` past a truncated video's readable part), `CorruptVideoError`."""
+        return [frame.data for frame in self.get_frames_at(indices)]
+
+    def get_frames_at(self, indices):
+        """`take`'s frames as `Frame` records: data with its time, timestamp, key flag and pts (with
+        `seek='keyframes'`, those of the keyframe given)."""
         positions = [self._position(i) for i in indices]
+        index = self._index
+        if self.seek == 'exact' or index.sequential:  # sequential: the packets proved not to be the frames
+            return self._exact_frames(positions)
+        wanted = keyframe_indices(positions, index.keyframes)
+        keys = set(wanted).intersection(index.keyframes)
+        decoded = dict(_decode_keyframes(index, sorted(keys)))
+        decoded.update(_decode(index, sorted(set(wanted) - keys)))  # frames with no seekable keyframe before them
+        return [decoded[p] for p in wanted]
+
+    def get_frame_at(self, i):
+        """Frame `i` as a `Frame` record, exactly (whatever `seek`)."""
+        return self._exact_frames([self._position(i)])[0]
+
+    def _exact_frames(self, positions):
         decoded = dict(_decode(self._index, sorted(set(positions))))
         return [decoded[p] for p in positions]
+
+    @property
+    def index_method(self):
+        """How the video was indexed: 'packets' (from its packets, nothing decoded) or 'decoded' (one decode pass)."""
+        return self._index.method
+
+    @property
+    def pts(self):
+        """The decoder's pts of each frame, in the stream's time base (None where it gives none)."""
+        return [self._index.pts[p] for p in self._positions]
 
     @property
     def times(self):
@@ -183,7 +257,7 @@ class LazyFrames(collections.abc.Sequence):
 
     @property
     def timestamps(self):
-        """Presentation times in ms, as the frames' `timestamp` will carry them."""
+        """Presentation times in ms since the first frame (`times` rounded)."""
         return [self._index.ms(p) for p in self._positions]
 
     @property
@@ -214,7 +288,7 @@ class LazyFrames(collections.abc.Sequence):
 class VideoIndex:
     """Every frame a sequential decode of the video stream produces, in presentation order, and where to seek.
 
-    Built one of two ways (`method`):
+    Built one of two ways (`method`; `read(..., method=)` can force either):
     - 'packets': one demux pass, no decoding, for the inputs where packets and frames are known to correspond one to
       one (MP4/MOV/MKV/WebM holding H.264/HEVC/VP8/VP9/AV1/MPEG-4 with a timestamp on every packet, no edit-list
       discards, a keyframe first), confirmed by decoding the first frames;
@@ -245,15 +319,17 @@ class VideoIndex:
     sequential: list = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     @classmethod
-    def read(cls, source, timeout=TIMEOUT_S):
-        """Index `source` (path or URL): a demux pass, or a decode pass where packets cannot stand for frames.
+    def read(cls, source, timeout=TIMEOUT_S, method='auto'):
+        """Index `source` (path or URL): `method` 'auto' (a demux pass, or a decode pass where packets cannot stand
+        for frames), 'packets' (a demux pass only) or 'decoded' (a decode pass only).
 
         Raises the errors listed in video_decode/README.md; `NotSeekableError` when an http(s) server without byte
-        ranges serves a file that cannot be read front to back.
+        ranges serves a file that cannot be read front to back; `PacketIndexError` (method='packets') saying why the
+        packets cannot stand for the frames.
         """
         source = os.fspath(source)
         try:
-            index = cls._read(source, timeout)
+            index = cls._read(source, timeout, method)
         except (NotAVideoError, EmptyVideoError) as e:
             if source.startswith(('http://', 'https://')) and _needs_seeking_but_cannot(source, timeout):
                 raise NotSeekableError(
@@ -265,14 +341,20 @@ class VideoIndex:
         return dataclasses.replace(index, orientation=_display_orientation(index))
 
     @classmethod
-    def _read(cls, source, timeout):
+    def _read(cls, source, timeout, method):
         with _open(source, timeout) as container:  # stream fields are read while the container is open
             stream = _video_stream(container, source)
-            packets, problem, reach, _ = _scan(container, stream, timeout, decode=False)
-            if problem is None and _packets_are_frames(container, stream, packets):
-                index = cls._from_packets(source, stream, packets, timeout)
+            if method != 'decoded':
+                packets, problem, reach, _ = _scan(container, stream, timeout, decode=False)
+                why = _why_packets_are_not_frames(container, stream, packets, problem)
+                index, why = (None, why) if why else cls._from_packets(source, stream, packets, timeout)
                 if index is not None:
                     return index._stopped_at(_short_of_header(reach, container, stream))
+                if method == 'packets':
+                    raise PacketIndexError(
+                        f"{source}: cannot be indexed from its packets (index='packets'): {why}, so its packets "
+                        "may not be its frames one to one; use index='auto' or index='decoded', which count the "
+                        "frames by decoding the video once")
             chosen = stream.index
         return cls._by_decoding(source, chosen, timeout)
 
@@ -300,17 +382,20 @@ class VideoIndex:
 
     @classmethod
     def _from_packets(cls, source, stream, packets, timeout):
-        """The index from packets, or None when decoding the first frames shows they do not match."""
+        """(the index from packets, None), or (None, why not) when two packets share a pts or decoding the first
+        frames shows they do not match."""
         order = sorted(range(len(packets)), key=lambda i: packets[i].pts)
         pts = tuple(packets[i].pts for i in order)
         if len(set(pts)) != len(pts):
-            return None
+            return None, 'two packets carry the same pts'
         keyframes = tuple(p for p, i in enumerate(order) if packets[i].key)
         fps = _fps(stream, pts, stream.time_base)
         last = packets[order[-1]].duration or max(round(1 / (fps * stream.time_base)), 1)
         index = cls(source, stream.index, pts, pts, keyframes, stream.time_base, pts[-1] + last, fps, timeout,
                     'packets')
-        return index if _first_frames_match(index) else None
+        if not _first_frames_match(index):
+            return None, f'decoding its first {_CHECKED_FRAMES} frames does not give the pts of its first packets'
+        return index, None
 
     @classmethod
     def _from_frames(cls, source, stream, frames, problem, timeout):
@@ -409,11 +494,26 @@ def _stream(container, index):
     return next(s for s in container.streams if s.index == index.stream_index)
 
 
-def _packets_are_frames(container, stream, packets):
-    names = set(container.format.name.split(','))
-    return (bool(names & _PACKET_FORMATS) and stream.codec_context.name in _PACKET_CODECS
-            and not _stateful_format(stream) and bool(packets) and packets[0].key
-            and all(p.pts is not None and not p.discard for p in packets))
+def _why_packets_are_not_frames(container, stream, packets, problem):
+    """Why the packets read (`_Packet`s; `problem`: why reading them stopped early, or None) are not known to be the
+    frames one to one, or None when they are."""
+    if not set(container.format.name.split(',')) & _PACKET_FORMATS:
+        return f'the container ({container.format.name}) is not MP4/MOV/MKV/WebM'
+    if stream.codec_context.name not in _PACKET_CODECS:
+        return f'the codec ({stream.codec_context.name}) is not one of {", ".join(sorted(_PACKET_CODECS))}'
+    if _stateful_format(stream):
+        return 'the video is palettized (its palette is sent once, at the start)'
+    if problem is not None:
+        return f'reading its packets found {problem}'
+    if not packets:
+        return 'it has no video packets'
+    if not packets[0].key:
+        return 'its first packet is not a keyframe (the stream starts mid-GOP)'
+    if any(p.pts is None for p in packets):
+        return 'some packets carry no pts'
+    if any(p.discard for p in packets):
+        return 'an edit list hides some of its packets'
+    return None
 
 
 def _stateful_format(stream):
@@ -552,8 +652,9 @@ def _short_of_header(reach, container, stream):
     names = set(container.format.name.split(','))
     if names & {'mov', 'mp4'} and stream.frames and reach.packets < stream.frames:
         return f'the end of the file, though its header declares {stream.frames} frames ({reach.packets} read)'
-    if 'avi' in names and stream.frames and (reach.end or 0) < stream.frames:
-        return f'the end of the file, though its header declares {stream.frames} frames ({reach.end or 0} read)'
+    if 'avi' in names and stream.frames not in (0, _AVI_UNKNOWN_LENGTH) and (reach.end or 0) < stream.frames:
+        return (f'the end of the file, though its header declares {stream.frames} frames ({reach.end or 0} reached, '
+                'counting empty chunks)')
     if not names & {'matroska', 'webm'}:
         return None
     frames = _tag(stream, 'NUMBER_OF_FRAMES')
@@ -564,6 +665,11 @@ def _short_of_header(reach, container, stream):
     if declared and (reach.end is None or reach.end * stream.time_base < declared - 1 / (2 * rate)):
         return f'the end of the file, though its header declares {float(declared):.3f} s'
     return None
+
+
+# The length FFmpeg's AVI muxer leaves in the header when it cannot seek back to write the real one (output to a
+# pipe: AVI_MAX_RIFF_SIZE, libavformat/avienc.c): a placeholder, not a declaration.
+_AVI_UNKNOWN_LENGTH = 1 << 30
 
 
 def _declared_duration(container, stream):
@@ -586,27 +692,12 @@ def _tag(stream, name):
     return next((value for key, value in stream.metadata.items() if key.upper() == name), None)
 
 
-def time_step_indices(times, time_step, start=0):
-    """Indices of the first frame at or after each multiple of `time_step` seconds from `start`.
-
-    A frame is picked once even if several multiples fall before it (time_step shorter than a frame gap).
-    """
-    step, start = _exact(time_step), _exact(start)
-    picked, previous = [], None
-    for i, t in enumerate(times):
-        slot = math.floor((t - start) / step)  # multiples at or before t, minus one
-        if previous is None or slot > previous:
-            picked.append(i)
-        previous = slot
-    return picked
-
-
 class _OffTrack(Exception):
     """Internal: what a seek produced does not line up with the index; decode forward from earlier instead."""
 
 
 def _decode(index, positions):
-    """Yield (position, VideoFrame) for increasing, unique `positions`: frame for frame what a sequential decode gives.
+    """Yield (position, `Frame`) for increasing, unique `positions`: frame for frame what a sequential decode gives.
 
     Seeking is a shortcut, checked: after a seek to a keyframe, decoded frames count only from the frame whose pts is
     that keyframe's, and every following frame must carry the pts the index holds for its position. When a seek
@@ -630,7 +721,7 @@ def _decode(index, positions):
                 try:
                     container.seek(index.pts[start] - index.seek_lead, stream=stream, backward=True)
                     for position, frame in _walk(index, _frames(container, stream), start, group, synced=False):
-                        yield position, _to_video_frame(frame, index.ms(position), index.orientation)
+                        yield position, _frame(index, position, frame)
                         done += 1
                     failures = 0
                 except av.error.ExitError as e:
@@ -655,14 +746,14 @@ def _seek_group(index, positions, i):
 
 
 def _decode_from_start(index, positions):
-    """Yield (position, VideoFrame) for `positions`, decoding forward from the start of the file. Where the frames
+    """Yield (position, `Frame`) for `positions`, decoding forward from the start of the file. Where the frames
     stop lining up with an index made from packets (damage inside them), the rest comes from `_as_decoded`."""
     done = 0
     with index.open() as container:
         stream = _stream(container, index)
         try:
             for position, frame in _walk(index, _frames(container, stream), 0, positions, synced=True):
-                yield position, _to_video_frame(frame, index.ms(position), index.orientation)
+                yield position, _frame(index, position, frame)
                 done += 1
         except av.error.ExitError as e:
             raise TimeoutError(f'{index.source}: no data within {index.timeout} s while decoding') from e
@@ -683,7 +774,7 @@ def _what_failed(error):
 
 
 def _as_decoded(index, positions):
-    """Yield (position, VideoFrame) for the `positions` of a packet index whose packets proved not to be the frames,
+    """Yield (position, `Frame`) for the `positions` of a packet index whose packets proved not to be the frames,
     from the index a sequential decode gives (`VideoIndex.decoded`): each frame where the two agree on its pts,
     stamped as the packet index stamped it (what `LazyFrames.timestamps` said); `_misread` at the first where they do
     not (the sequential decode stops before it, drops frames or gives them in another order)."""
@@ -692,8 +783,7 @@ def _as_decoded(index, positions):
     while agree < len(positions) and _same_frame(index, truth, positions[agree]):
         agree += 1
     for position, frame in _decode(truth, positions[:agree]):
-        yield position, VideoFrame(frame.view(np.ndarray), mode='RGB', timestamp=index.ms(position),
-                                   key_frame=frame.key_frame)
+        yield position, frame._replace(time=index.time(position), timestamp=index.ms(position))
     if agree < len(positions):
         raise _misread(index, truth, positions[agree])
 
@@ -766,7 +856,55 @@ def _stopped(index, wanted, last, why):
                              f'{why}; decoding stopped {where}', wanted, float(index.time(wanted)))
 
 
-def _to_video_frame(frame, timestamp_ms, orientation):
+def _decode_keyframes(index, positions):
+    """Yield (position, `Frame`) for increasing, unique keyframe `positions` (of `index.keyframes`), decoding each
+    keyframe's packet alone: seek to it, decode that packet, drain the decoder; no other frame is decoded. A seek that
+    does not land on the keyframe's packet, or a packet that does not decode to it, reads that frame exactly
+    (`_decode`) instead."""
+    missed = []
+    with index.open() as container:
+        stream = _stream(container, index)
+        for position in positions:
+            frame = _keyframe_alone(index, container, stream, position)
+            if frame is None:
+                missed.append(position)
+            else:
+                yield position, _frame(index, position, frame)
+    yield from _decode(index, missed)
+
+
+def _keyframe_alone(index, container, stream, position):
+    """The decoded keyframe at `position`, from its packet alone, or None when the seek or the packet disagrees."""
+    target = index.pts[position]
+    codec = stream.codec_context
+    try:
+        container.seek(target - index.seek_lead, stream=stream, backward=True)
+        packet = next((p for p in container.demux(stream) if p.pts is None or p.pts >= target), None)
+        if packet is None or packet.pts != target or not packet.is_keyframe:
+            return None
+        frames = _decode_packet(codec, packet) + _decode_packet(codec, None)  # None drains the decoder
+    except av.error.ExitError as e:
+        raise TimeoutError(f'{index.source}: no data within {index.timeout} s while decoding') from e
+    except av.error.FFmpegError:
+        return None
+    finally:
+        codec.flush_buffers()  # ready for the next packet after a drain or an error
+    frame = frames[0] if len(frames) == 1 else None
+    return frame if frame is not None and frame.pts == target and frame.key_frame and not frame.is_corrupt else None
+
+
+def _decode_packet(codec, packet):
+    """The frames `packet` (None: drain) decodes to; the one place the keyframes path decodes anything."""
+    return codec.decode(packet)
+
+
+def _frame(index, position, frame):
+    """The `Frame` record of the decoded PyAV `frame` at `position` of `index`."""
+    return Frame(_rgb(frame, index.orientation), index.time(position), index.ms(position), bool(frame.key_frame),
+                 index.pts[position])
+
+
+def _rgb(frame, orientation):
     """RGB uint8 (H, W, 3) at the coded size, shown as the display matrix says (`orientation`): mirrored, turned."""
     rgb = frame.to_ndarray(format='rgb24')
     mirror, quarter_turns = orientation
@@ -776,7 +914,7 @@ def _to_video_frame(frame, timestamp_ms, orientation):
         rgb = np.rot90(rgb, quarter_turns)
     if mirror or quarter_turns:
         rgb = np.ascontiguousarray(rgb)
-    return VideoFrame(rgb, mode='RGB', timestamp=timestamp_ms, key_frame=bool(frame.key_frame))
+    return rgb
 
 
 def _display_orientation(index):
@@ -827,8 +965,9 @@ def _open(source, timeout):
     sequence = not is_url and not os.path.isfile(source) and _is_sequence_pattern(source)
     if not is_url and not sequence and not os.path.isfile(source):
         raise FileNotFoundError(errno.ENOENT, 'video file not found', source)
-    try:
-        return av.open(source, format='image2' if sequence else None, timeout=timeout)
+    try:  # a local path made absolute, so FFmpeg never reads a name such as 'file:clip.mp4' as a protocol
+        return av.open(source if is_url else os.path.abspath(source), format='image2' if sequence else None,
+                       timeout=timeout)
     except av.error.HTTPNotFoundError as e:
         raise FileNotFoundError(errno.ENOENT, f'HTTP 404: {e.strerror}', source) from e
     except FileNotFoundError as e:  # PyAV's for ENOENT: a pattern's files, or a file removed since the check above

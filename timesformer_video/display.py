@@ -2,7 +2,8 @@
 
 A `LazyFrames` is a sequence, not a list, so Towhee 1.1.3's HTML table (`towhee.utils.html_table._to_html_td`, which
 draws a list or tuple of `VideoFrame`s as images and anything else as its text cut to 128 characters) showed its
-repr. `install_towhee_show()` adds that case to Towhee's table: a `LazyFrames` cell holds `frames_html(frames)`, a few
+repr. `install_towhee_show()` adds that case to Towhee's table: a cell of lazy frames (a `LazyFrames`, or the
+operator's `VideoFrames` around one: any `frames.Frames`) holds `frames_html(frames)`, a few
 frames spread over the view and what the view is; every other cell is drawn by Towhee as before. In a terminal
 `show()` prints a text table, where a `LazyFrames` is its repr (`LazyFrames('clip.mp4', 75 frames, ...)`).
 
@@ -17,15 +18,16 @@ import importlib.util
 import av
 
 from .errors import VideoDecodeError
-from .transform import uniform_indices
+from .frames import Frames
+from .sampling import uniform_indices
 
 THUMBNAILS = 4  # frames shown for a view
 THUMB_HEIGHT = 96  # px; the width keeps the frame's shape
 
 
 def thumbnails(frames, count=THUMBNAILS, height=THUMB_HEIGHT):
-    """Up to `count` frames spread evenly over `frames` (a `LazyFrames`), each scaled to `height` px high (width in
-    proportion, at least 1 px): a list of `(position in frames, RGB uint8 (height, W, 3) array)`.
+    """Up to `count` frames spread evenly over `frames` (lazy frames with `take`), each scaled to `height` px high
+    (width in proportion, at least 1 px): a list of `(position in frames, RGB uint8 (height, W, 3) array)`.
 
     Raises what reading the frames raises (e.g. `FileNotFoundError` when the file is gone, `CorruptVideoError`).
     """
@@ -80,9 +82,7 @@ def install_towhee_show():
     towhee_cell = html_table._to_html_td
 
     def cell(data):
-        from .decode import LazyFrames
-
-        if isinstance(data, LazyFrames):
+        if not isinstance(data, (list, tuple)) and isinstance(data, Frames):  # lazy frames, whatever their type
             return f'<td style="text-align: left; vertical-align: top;">{frames_html(data)}</td>'
         return towhee_cell(data)
 

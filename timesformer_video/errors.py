@@ -42,6 +42,11 @@ class TimeRangeError(VideoDecodeError):
     """No frame lies in the requested time range (`VideoDecoder.frames`; a call gives no frames instead)."""
 
 
+class PacketIndexError(VideoDecodeError):
+    """`VideoDecoder(index='packets')` was asked of a video whose packets do not stand for its frames one to one
+    (the message says why); `index='auto'` or `'decoded'` reads it by decoding."""
+
+
 class CorruptVideoError(VideoDecodeError):
     """The stream stops being decodable; `frame_index` and `time` (s) say where."""
 

@@ -1,7 +1,8 @@
 """What the classifier, the windows and the batch job accept as a video's frames, declared once.
 
-A plain `list` of RGB `VideoFrame`s (or `(H, W, 3)` uint8 arrays) or a `(T, H, W, 3)` array is a video. `Frames` is
-the richer, lazy form `decode.LazyFrames` implements: frames decoded when read, several at once with `take`, and
+A plain `list` of RGB `(H, W, 3)` uint8 arrays (Towhee `VideoFrame`s are such arrays) or a `(T, H, W, 3)` array is a
+video. `Frames` is the richer, lazy form `decode.LazyFrames` implements (and the Towhee operator's `VideoFrames`
+around it): frames decoded when read, several at once with `take`, and
 the timing that sliding windows and clip sampling need without decoding. `isinstance(x, Frames)` holds when x has
 every member; a consumer also takes sequences with fewer and falls back (`transform.fetch_frames` reads `frames[i]`
 one by one without `take`; `timing.frame_times` reads `timestamps` (ms) without `times`, each frame's `timestamp`
@@ -24,7 +25,7 @@ class Frames(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> np.ndarray:
-        """One RGB uint8 `(H, W, 3)` frame (a `towhee.types.VideoFrame`, `timestamp` in ms)."""
+        """One RGB uint8 `(H, W, 3)` frame (from the Towhee operator, a `towhee.types.VideoFrame`: `timestamp` ms)."""
 
     def take(self, indices: Sequence[int]) -> list[np.ndarray]:
         """The frames at `indices`, in the order asked, decoded in one forward pass."""

@@ -7,7 +7,8 @@ Single crop (the seed's): this reproduces the Towhee TimeSformer operator's pyto
 subsampled and validated while still uint8, and only the kept frames become float: a long video never turns into
 one huge float array.
 Normalizing after the resize instead of before is exact up to float rounding (both are linear per channel).
-`clip_indices` is the paper's alternative to the uniform subsample: a fixed-rate clip from the middle of the video.
+Which frames make the clip is `sampling.py`'s (`uniform_indices`, or `clip_indices`: the paper's alternative, a
+fixed-rate clip from the middle of the video); the decoder samples by the same rules.
 
 Three crops (the paper's test views): the published TimeSformer accuracy is 1 clip x 3 crops (PySlowFast's test
 protocol): the short side is scaled to the crop size and `uniform_crop` takes the left, centre and right squares
@@ -29,19 +30,12 @@ import torch.nn.functional as F
 
 from .errors import TruncatedVideoWarning
 from .frames import Frames, Video
-from .timing import exact, frame_rate
+from .sampling import TARGET_FPS, clip_indices, uniform_indices  # noqa: F401 - also this module's API
+from .timing import frame_rate
 from .zoo import ModelCfg, get_cfg
 
 NUM_CROPS = (1, 3)
 SAMPLINGS = ('uniform', 'clip')
-
-
-def uniform_indices(num_available: int, num_samples: int) -> list[int]:
-    """`floor(linspace(0, n - 1, k))` in float32 (`torch.linspace`), exactly as pytorchvideo's
-    UniformTemporalSubsample in the seed's transform (repeats frames when k > n); for k = 64 or 96, float32 rounding
-    picks a neighbouring frame now and then where float64 would not. The decoder's 'uniform_temporal_subsample'
-    uses this function too, so both pick the same frames."""
-    return torch.linspace(0, num_available - 1, num_samples).long().tolist()
 
 
 def _frame_array(frame, index: int) -> np.ndarray:
@@ -119,36 +113,6 @@ def clip_to_tensor(clip: torch.Tensor, size: int, mean, std, channel_order: str 
     new_h, new_w = x.shape[-2:]
     top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
     return crop_normalize(x, top, left, size, mean, std)
-
-
-# PySlowFast's DATA.TARGET_FPS: a checkpoint's `sampling_rate` counts frames of a 30 fps video.
-TARGET_FPS = 30
-
-
-def clip_indices(num_available: int, num_frames: int, sampling_rate: int, fps: Fraction | float,
-                 target_fps: Fraction | float = TARGET_FPS) -> list[int]:
-    """The paper's test clip: `num_frames` over `num_frames * sampling_rate` frames at `target_fps`, centred.
-
-    As PySlowFast's decoder, the span is converted to the video's own frames (`* fps / target_fps`, so an 8x32 clip
-    covers 8.53 s at any frame rate) and sampled with `linspace(start, start + span - 1, num_frames)`, truncated.
-    The original starts its single test clip at frame 0; here it is centred, `start = (n - span) / 2`. A video
-    shorter than the span starts at frame 0 and its last frame repeats (indices clamped, as PySlowFast's
-    `temporal_sampling`), which keeps the frame spacing the model was trained with.
-
-    Computed in exact arithmetic (`fps` a `Fraction`, such as the decoder's 30000/1001, or a float taken as the
-    decimal it is written as): a frame exactly on a step (index 195.0 of a 12 s 25 fps video) is that frame, not the
-    one before, whatever float rounding would say. Raises ValueError for no frames or no positive frame rate.
-    """
-    if num_available < 1:
-        raise ValueError('no frames: the video clip is empty')
-    rate, target = exact(fps), exact(target_fps)
-    if rate is None or rate <= 0:
-        raise ValueError(f'clip sampling needs the frame rate, a positive number; got fps={fps!r} (one frame, or '
-                         f'frames all at one time, give none): use sampling=\'uniform\', or frames with an fps')
-    span = num_frames * sampling_rate * rate / target
-    start = max(num_available - span, 0) / 2
-    step = (span - 1) / (num_frames - 1) if num_frames > 1 else 0
-    return [min(max(math.floor(start + i * step), 0), num_available - 1) for i in range(num_frames)]
 
 
 def fetch_frames(frames: Video, indices) -> dict[int, np.ndarray]:
