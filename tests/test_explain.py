@@ -379,10 +379,22 @@ def test_the_explain_command_saves_the_maps_of_the_label_asked_for(cli_setup, op
         assert image.format == 'PNG'
 
 
+def test_the_explain_command_takes_an_image_sequence_as_the_decoder_does(cli_setup):
+    """What FFmpeg opens (README), the command opens: a `%03d` pattern is a video, as in `index`."""
+    root, model_args = cli_setup
+    (root / 'stills').mkdir()
+    subprocess.run(['ffmpeg', '-v', 'error', '-i', str(root / 'clip.mp4'), str(root / 'stills' / 'f%03d.png')],
+                   check=True, timeout=120)
+    result = videos_py('explain', 'stills/f%03d.png', '--out', 'stills.png', *model_args, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('stills.png: ') and (root / 'stills.png').is_file()
+
+
 @pytest.mark.parametrize('args, complaint', [
     (['clip.mp4', '--out', 'maps.jpg'], 'name the picture with one of .png, .gif, .webp'),
     (['missing.mp4', '--out', 'maps.png'], 'missing.mp4: video not found'),
     (['clip.mp4', '--out', 'maps.png', '--start', 3, '--end', 2], '--start (3.0) must be before --end (2.0)'),
+    (['clip.mp4', '--out', 'maps.png', '--start', 5], 'no frames to explain (--start/--end)'),  # a 4 s video
     (['clip.mp4', '--out', 'maps.png', '--method', 'saliency'],
      "Invalid value for '--method': 'saliency' is not one of 'rollout', 'gradient'"),
 ])

@@ -144,7 +144,7 @@ class VideoDecoder:
             index, closing = frames._index, ']' if self._include_end and self._end is not None else ')'
             raise TimeRangeError(
                 f'{path}: no frames in [{float(self._start)}, {_fmt_end(self._end)}{closing} s; the video has '
-                f'{len(index)} frames spanning {index.duration:.3f} s; choose a range inside the video')
+                f'{len(index)} frames spanning {index.duration:.3f} s; choose a range that holds a frame')
         return frames
 
     def _window(self, path):
@@ -962,7 +962,7 @@ def _open(source, timeout):
     if not is_url and os.path.isdir(source):
         raise IsADirectoryError(errno.EISDIR, 'a folder, not a video file (the batch job takes folders: '
                                 'timesformer-videos index FOLDER)', source)
-    sequence = not is_url and not os.path.isfile(source) and _is_sequence_pattern(source)
+    sequence = not is_url and not os.path.isfile(source) and is_sequence_pattern(source)
     if not is_url and not sequence and not os.path.isfile(source):
         raise FileNotFoundError(errno.ENOENT, 'video file not found', source)
     try:  # a local path made absolute, so FFmpeg never reads a name such as 'file:clip.mp4' as a protocol
@@ -985,7 +985,7 @@ def _open(source, timeout):
         raise NotAVideoError(f'{source}: FFmpeg cannot open it ({e.strerror}); {hint}') from e
 
 
-def _is_sequence_pattern(path):
+def is_sequence_pattern(path):
     """Whether the file name holds a frame-number field as FFmpeg's image2 demuxer reads it (`%d`, `%03d`; `%%` is
     a literal percent sign)."""
     return re.search(r'%[0-9]*d', os.path.basename(path).replace('%%', '')) is not None
