@@ -263,14 +263,19 @@ def test_ray_and_local_engines_give_equal_moment_rows(library, tiny_weights, tmp
 
 
 @pytest.mark.parametrize('args, message', [
-    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '0'], '--window must be a positive, finite number'),
-    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '-4'], '--window must be a positive, finite number'),
-    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', 'inf'], '--window must be a positive, finite number'),
-    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '4', '--stride', '0'], '--stride must be a positive'),
+    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '0'],
+     "Invalid value for '--window': expected a finite number x>0, got 0"),
+    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '-4'],
+     "Invalid value for '--window': expected a finite number x>0, got -4"),
+    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', 'inf'],
+     "Invalid value for '--window': expected a finite number x>0, got inf"),
+    (['index', 'VIDEOS', '--out', 'x.parquet', '--window', '4', '--stride', '0'],
+     "Invalid value for '--stride': expected a finite number x>0, got 0"),
     (['index', 'VIDEOS', '--out', 'x.parquet', '--stride', '2'], '--stride needs --window'),
     (['search', 'QUERY', '--milvus', 'DB', '--moments', '--start', '6', '--end', '2'], 'must be before --end'),
     (['search', 'QUERY', '--milvus', 'DB', '--moments', '--start', '4', '--end', '4'], 'must be before --end'),
-    (['search', 'QUERY', '--milvus', 'DB', '--moments', '-k', '0'], 'argument -k: must be at least 1'),
+    (['search', 'QUERY', '--milvus', 'DB', '--moments', '-k', '0'],
+     "Invalid value for '-k': expected an integer 1<=x<=16384, got 0"),
     (['search', 'QUERY', '--milvus', 'DB', '--moments', '--start', '30', '--end', '40'], 'no frames in the range'),
 ])
 def test_bad_moment_arguments_are_one_line_errors_with_exit_status_2(library, model_args, tmp_path, args,

@@ -97,7 +97,7 @@ def test_pip_install_gives_the_batch_command(fresh):
     out = subprocess.run([str(bin_dir / 'timesformer-videos'), '--help'], cwd=base, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.startswith('usage: timesformer-videos ') and 'index' in out.stdout and 'search' in out.stdout
+    assert out.stdout.startswith('Usage: timesformer-videos ') and 'index' in out.stdout and 'search' in out.stdout
     bad = subprocess.run([str(bin_dir / 'timesformer-videos'), 'index'], cwd=base, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith('timesformer-videos index: error: ')  # named as run

@@ -5,10 +5,10 @@ black/white blocks along the top edge, so a decoder that returns the wrong frame
 
     python scripts/make_video.py OUT.mp4 --seconds 10 --size 1280x720 --fps 25 --codec h264
 
-The demo's sample video and the tests' videos come from here; `scripts/make_video.py` is its command line.
+The demo's sample video and the tests' videos come from here; its command line is `timesformer-videos make-video`
+(`scripts/make_video.py`).
 """
 
-import argparse
 import fractions
 import pathlib
 
@@ -149,31 +149,3 @@ def _write_tone(container, stream, seconds):
         frame.sample_rate, frame.pts = rate, start
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('out')
-    parser.add_argument('--seconds', type=float, default=None)
-    parser.add_argument('--frames', type=int, default=None, dest='n_frames')
-    parser.add_argument('--size', default='320x240', help='WIDTHxHEIGHT')
-    parser.add_argument('--fps', type=int, default=25)
-    parser.add_argument('--codec', default='h264', choices=sorted(ENCODERS))
-    parser.add_argument('--gop', type=int, default=12)
-    parser.add_argument('--pix-fmt', default='yuv420p')
-    parser.add_argument('--no-bframes', action='store_false', dest='bframes')
-    parser.add_argument('--vfr', action='store_true')
-    parser.add_argument('--rotate', type=int, default=None, help='display rotation, degrees counter-clockwise')
-    parser.add_argument('--sar', default=None, help='sample aspect ratio NUM:DEN (non-square pixels)')
-    parser.add_argument('--audio', action='store_true')
-    parser.add_argument('--faststart', action='store_true')
-    parser.add_argument('--seed', type=int, default=0)
-    a = parser.parse_args()
-    if a.seconds is None and a.n_frames is None:
-        a.seconds = 10.0
-    width, height = (int(v) for v in a.size.lower().split('x'))
-    out = make_video(a.out, seconds=a.seconds, n_frames=a.n_frames, size=(width, height), fps=a.fps, codec=a.codec,
-                     gop=a.gop, pix_fmt=a.pix_fmt, bframes=a.bframes, vfr=a.vfr, rotate=a.rotate, audio=a.audio,
-                     sar=tuple(int(v) for v in a.sar.split(':')) if a.sar else None, faststart=a.faststart,
-                     seed=a.seed)
-    print(out)

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from .checks import is_url
 from .errors import ListFileError
 from .paths import stored
 
@@ -29,10 +30,6 @@ VIDEO_EXTENSIONS = frozenset({
 })
 LIST_EXTENSIONS = frozenset({'.txt', '.lst', '.list'})
 _GLOB_CHARS = frozenset('*?[')
-
-
-def is_url(item: str) -> bool:
-    return '://' in item
 
 
 def is_video_file(path: str | Path) -> bool:

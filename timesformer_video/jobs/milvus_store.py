@@ -34,6 +34,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .checks import is_url
 from .errors import MilvusCapacityError, MilvusCollectionError, MilvusInUseError, MilvusUnavailableError
 from .paths import readable, stored
 
@@ -121,7 +122,7 @@ def _without_window(settings: dict[str, Any]) -> dict[str, Any]:
 def exists(uri: str) -> bool:
     """False for a Milvus Lite file that does not exist yet (opening it would create it); True otherwise."""
     uri = resolve_uri(uri)
-    return '://' in uri or os.path.exists(uri)
+    return is_url(uri) or os.path.exists(uri)
 
 
 def _lite_locked(path: str) -> bool:
@@ -150,7 +151,7 @@ def _lite_locked(path: str) -> bool:
 
 def resolve_uri(uri: str) -> str:
     """Server URIs verbatim; a local Milvus Lite path made absolute (cwd-independent), and it must end in `.db`."""
-    if '://' in uri:
+    if is_url(uri):
         return uri
     if not uri.endswith('.db'):
         raise ValueError(f'--milvus {uri!r}: a Milvus Lite database is a path ending in .db (e.g. ./videos.db); '
@@ -166,7 +167,7 @@ def resolve_uri(uri: str) -> str:
 def _quiet_logger(uri: str, name: str):
     logger = logging.getLogger(name)
     level = logger.level
-    if '://' not in uri:
+    if not is_url(uri):
         logger.setLevel(logging.CRITICAL)
     try:
         yield
@@ -198,7 +199,7 @@ class MilvusStore:
             with _quiet_logger(self.uri, 'milvus_lite'):
                 self.client = MilvusClient(self.uri, token=token or os.environ.get('MILVUS_TOKEN', ''))
         except MilvusException as e:
-            if '://' not in self.uri and _lite_locked(self.uri):
+            if not is_url(self.uri) and _lite_locked(self.uri):
                 raise MilvusInUseError(
                     f'Milvus Lite database {self.uri} is in use by another process (Milvus Lite opens a .db in one '
                     f'process at a time); wait for that process to finish or stop it, then run again') from None
@@ -206,7 +207,7 @@ class MilvusStore:
 
     def close(self) -> None:
         self.client.close()
-        if '://' not in self.uri:
+        if not is_url(self.uri):
             # Milvus Lite keeps the file open (and locked) until the process exits; let other processes in now.
             from milvus_lite.server_manager import server_manager_instance
 
@@ -257,12 +258,11 @@ class MilvusStore:
                     f'{info["output"]}; a collection holds the rows of one output')
         current = json.loads(json.dumps(settings))
         if info['settings'] != current or info['dim'] != dim:
-            differences = [f'  {key}: {json.dumps(info["settings"].get(key))} there, '
-                           f'{json.dumps(current.get(key))} in this run'
-                           for key in dict.fromkeys([*info['settings'], *current])
-                           if info['settings'].get(key) != current.get(key)]
+            from .settings import describe, differences
+
+            changed = differences(info['settings'], current) or {'dim': (info['dim'], dim)}
             return (f'Milvus collection {self.collection!r} at {self.uri} holds vectors made with other settings:\n'
-                    + '\n'.join(differences or [f'  dim: {info["dim"]} there, {dim} in this run']))
+                    + describe(changed))
         return None
 
     def _too_small(self, info: dict[str, Any], need: dict[str, tuple[int, str]]) -> str | None:

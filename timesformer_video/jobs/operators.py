@@ -15,6 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import checks
+from .checks import is_url
+
 DEFAULT_MODEL = 'timesformer_k400_8x224'
 
 
@@ -53,9 +56,11 @@ class OperatorSpec:
         if self.model_cfg is not None and not isinstance(self.model_cfg, dict):
             raise TypeError(f'model_cfg must be a dict (a record: read a file with read_model_cfg(path)), not '
                             f'{type(self.model_cfg).__name__}')
+        checks.count('topk', self.topk)
+        checks.count('clip_batch', self.clip_batch)
         if self.weights is not None and not os.fspath(self.weights):
             raise ValueError('weights is an empty path; give a checkpoint file or directory, or None for the release')
-        if self.weights is not None and '://' not in str(self.weights):
+        if self.weights is not None and not is_url(os.fspath(self.weights)):
             # Absolute, so that a resumed run from elsewhere and a Ray worker (another cwd) read the same file.
             object.__setattr__(self, 'weights', os.path.abspath(os.path.expanduser(os.fspath(self.weights))))
 

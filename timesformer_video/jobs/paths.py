@@ -21,6 +21,8 @@ import pathlib
 import re
 import urllib.parse
 
+from .checks import is_url
+
 _FILE_URI = 'file://'
 _SURROGATE = re.compile('[\ud800-\udfff]')
 
@@ -43,7 +45,7 @@ def stored(path: str) -> str:
     Raises ValueError for a string holding a surrogate that no file name can give (not U+DC80..U+DCFF)."""
     if _is_utf8(path):
         return path
-    if '://' in path:  # a URL: its bytes that are not UTF-8, percent-encoded
+    if is_url(path):  # a URL: its bytes that are not UTF-8, percent-encoded
         return _SURROGATE.sub(lambda m: f'%{_escaped_byte(m.group()):02X}', path)
     return pathlib.PurePosixPath(path).as_uri()  # encodes the name with os.fsencode
 
