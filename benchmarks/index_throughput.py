@@ -62,6 +62,8 @@ def main() -> int:
     parser.add_argument('--engines', default='local,ray')
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--cpus-per-worker', type=float, default=1)
+    parser.add_argument('--decode-workers', type=int, default=None, help='default: the job\'s rule')
+    parser.add_argument('--batch-size', type=int, default=1, help='clips per model forward')
     parser.add_argument('--ray-address', default=None)
     parser.add_argument('--json', type=Path, default=None, help='also write the results here')
     args = parser.parse_args()
@@ -85,6 +87,8 @@ def main() -> int:
             out = Path(tmp) / f'{engine}.parquet'
             summary = runner.run_index(runner.IndexJob([str(c) for c in clips], str(out), spec, engine=engine,
                                                        workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                                                       decode_workers=args.decode_workers,
+                                                       batch_size=args.batch_size,
                                                        ray_address=args.ray_address, overwrite=True, progress=False))
             rows[engine] = {r['path']: r for r in read_output(out)}
             replicas = args.workers if engine == 'ray' else 1

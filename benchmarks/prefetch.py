@@ -1,10 +1,10 @@
 """Does the batch job stay model-bound on inputs whose index needs a full decode pass? One run, three ways.
 
 A folder of `--videos` stream-copy trims (an MP4 edit list: indexed by decoding, see video_decode/README.md), 720p
-H.264, `--seconds` long, through the batch job's `Indexer` (ViT-B 8x224, random weights, CPU):
-- model alone: the operator on the videos' already opened lazy frames (the sampled frames' decoding included);
-- serial: one video at a time, opening each only when the one before is done (`process_many([path])` per video);
-- prefetch: `process_many(paths)`, which opens the next videos in a thread while the model runs.
+H.264, `--seconds` long, through the batch job's stages (ViT-B 8x224, random weights, CPU):
+- model alone: the model stage on the videos' already decoded clips;
+- serial: one video at a time in this process, decoding each only when the one before is done (`Indexer.rows`);
+- pipeline: the local engine, which decodes the next videos in worker processes while the model runs.
 Printed: wall time of each and its ratio to the model alone.
 
     python benchmarks/prefetch.py [--videos 6] [--seconds 10]
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from timesformer_video.jobs import indexer, operators
+from timesformer_video.jobs import indexer, local_engine, operators
 
 
 def main():
@@ -38,26 +38,28 @@ def main():
         paths.append(str(folder / f'trim{i}.mp4'))
         subprocess.run([*run, '-ss', '1.3', '-i', str(source), '-c', 'copy', paths[-1]], check=True)
     weights = operators.save_random_weights(folder / 'random.pth')
-    job = indexer.Indexer(operators.OperatorSpec(model_name='timesformer_k400_8x224', weights=str(weights),
-                                                 device='cpu'))
-    methods = {job.decoder(p)._index.method for p in paths}
+    spec = operators.OperatorSpec(model_name='timesformer_k400_8x224', weights=str(weights), device='cpu')
+    job = indexer.Indexer(spec)
+    methods = {job.sampler.decoder(p).index_method for p in paths}
     job(paths[0])  # warm up
 
-    opened = [job.decoder(p) for p in paths]
+    parts = [job.sampler.decode(p) for p in paths]
     started = time.perf_counter()
-    for frames in opened:
-        job.op(frames)
+    for part in parts:
+        job.model.run(part.clips)
     model = time.perf_counter() - started
     started = time.perf_counter()
     for p in paths:
-        job.process_many([p])
+        job.rows(p)
     serial = time.perf_counter() - started
     started = time.perf_counter()
-    rows = job.process_many(paths)
+    engine = local_engine.LocalEngine(job.op, job.sampler, local_engine.default_decode_workers(), 1,
+                                      spec.model_name, False)
+    rows = [row for video in engine.run(paths) for row in video]
     prefetch = time.perf_counter() - started
     assert all(r['error'] is None for r in rows)
     print(f'{args.videos} videos of {args.seconds} s 720p, index method {sorted(methods)}')
-    for name, seconds in (('model alone', model), ('serial', serial), ('prefetch', prefetch)):
+    for name, seconds in (('model alone', model), ('serial', serial), ('pipeline', prefetch)):
         print(f'{name:12} {seconds:7.2f} s  {seconds / model:5.2f}x model alone')
 
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import TINY
 
 from timesformer_video.classifier import ActionClassifier
-from timesformer_video.decode import LazyFrames, VideoDecoder
+from timesformer_video.decode import VideoDecoder
 from timesformer_video.jobs import cli as jobs_cli
 from timesformer_video.jobs.moments_page import thumbnails
 from timesformer_video.timing import frame_range, frame_times
@@ -157,37 +157,41 @@ def test_thumbnails_of_a_hit_show_frames_of_its_window_only(videos):
     assert len(inside(times, 2000, 4000)) == 50
 
 
-def test_index_and_search_embed_the_same_frames_for_a_windows_range(videos, tiny_weights, tmp_path, capsys,
-                                                                    monkeypatch):
-    """`index --window 2`, then `search --start S --end E` of the same video for each window's range: the frames the
-    index fetched for the window and those the query fetched are the same (the times of the frames the decoder was
-    asked for, against the PyAV reference), and the window comes back first, at similarity 1. Before, the window
-    [2000, 4000) held the frame at 1999.6 ms (frames 50..100) and the query did not (51..100): other frames."""
-    fetched = []
-    take = LazyFrames.take
+def test_index_and_search_embed_the_same_frames_for_a_windows_range(videos, tiny_weights, tmp_path, capsys):
+    """`index --window 2`, then `search --start S --end E` of the same video for each window's range: both embed the
+    frames the PyAV reference puts in the range (the indexed row's feature and the query's both equal the operator
+    run on those reference frames), and the window comes back first, at similarity 1. Before, the window
+    [2000, 4000) held the frame at 1999.6 ms (frames 50..100) and the query did not (51..100): other frames, which
+    this model tells apart (checked below). The frames are decoded in the job's worker processes, so they are
+    compared by what was embedded, not by watching the decoder."""
+    import pyarrow.parquet as pq
 
-    def recording_take(self, indices):
-        indices = list(indices)
-        times = self.times
-        fetched.extend(times[i] for i in indices)
-        return take(self, indices)
+    from timesformer_video.jobs.operators import OperatorSpec
+    from timesformer_video.jobs.runner import embed
 
-    monkeypatch.setattr(LazyFrames, 'take', recording_take)
-    _, times, _ = pyav_decode(videos / 'clock.ts')
+    rgb, times, _ = pyav_decode(videos / 'clock.ts')
     cfg = tmp_path / 'tiny.json'
     cfg.write_text(json.dumps(TINY_CFG))
     model = ['--model-cfg', str(cfg), '--weights', str(tiny_weights)]
-    video, db = str(videos / 'clock.ts'), str(tmp_path / 'videos.db')
-    assert jobs_cli.main(['index', video, '--out', str(tmp_path / 'moments.parquet'), '--window', '2',
-                          '--milvus', db, '--no-progress', *model]) == 0
+    video, db, out = str(videos / 'clock.ts'), str(tmp_path / 'videos.db'), tmp_path / 'moments.parquet'
+    assert jobs_cli.main(['index', video, '--out', str(out), '--window', '2', '--milvus', db, '--no-progress',
+                          *model]) == 0
     windows = [(0, 2000), (2000, 4000), (4000, 6000)]  # [6000, 6039) holds no frame (the last is at 5998.8 ms)
-    assert set(fetched) == {times[i] for span in windows for i in uniform_picks(inside(times, *span))}
+    op = ActionClassifier(model_name=TINY, weights=tiny_weights, device='cpu')
+    expected = {span: op(rgb[inside(times, *span)])[2] for span in windows}
+    old_rule = op(rgb[50:101])[2]  # [2000, 4000) with times rounded to ms: frame 50 (1999.6 ms) inside
+    assert np.abs(old_rule - expected[(2000, 4000)]).max() > 1e-4  # measured 3.8e-4: 38x the tolerance below
+    rows = pq.read_table(out).to_pylist()
+    assert sorted((r['start_ms'], r['end_ms']) for r in rows) == windows
+    for row in rows:
+        np.testing.assert_allclose(row['feature'], expected[(row['start_ms'], row['end_ms'])], atol=1e-5)
+    spec = OperatorSpec(model_name=TINY, weights=str(tiny_weights), model_cfg=TINY_CFG)
     capsys.readouterr()
     for start_ms, end_ms in windows:
-        fetched.clear()
+        query = embed(video, spec, start_ms / 1000, end_ms / 1000)
+        np.testing.assert_allclose(query['feature'], expected[(start_ms, end_ms)], atol=1e-5)
         assert jobs_cli.main(['search', video, '--start', str(start_ms / 1000), '--end', str(end_ms / 1000),
                               '--milvus', db, '--moments', '-k', '3', '--json', *model]) == 0
-        assert sorted(set(fetched)) == [times[i] for i in uniform_picks(inside(times, start_ms, end_ms))]
         hits = json.loads(capsys.readouterr().out)
         assert (hits[0]['path'], hits[0]['start_ms'], hits[0]['end_ms']) == (video, start_ms, end_ms)
         assert hits[0]['score'] == pytest.approx(1.0, abs=1e-4)

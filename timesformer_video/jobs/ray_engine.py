@@ -1,9 +1,14 @@
-"""Scale-out on Ray Data: the inputs as a dataset of paths, `map_batches` over an actor pool of operator replicas.
+"""Scale-out on Ray Data, as its batch-inference guide does it: decoding as CPU tasks, the model as an actor pool.
 
-Each replica (`_Replica`) builds the operator once from the `OperatorSpec` and turns a batch of paths into a
-batch of result rows, the same rows the local engine makes. The driver consumes the results as they stream in
-and writes them through the same `ResultStore`, so resuming, chunking and the output schema do not depend on the
-engine.
+    paths (a dataset, one video per block)
+      -> map_batches(decode_videos, num_cpus=1, TaskPoolStrategy(decode_workers))   CPU tasks: `decoding.Sampler`
+      -> map_batches(_Replica, num_gpus=..., ActorPoolStrategy(workers), batch_size) actors: `model_stage.ClipModel`
+      -> the driver: `rows.VideoRows` -> one list of rows per finished video
+
+Decoding and the model scale apart: the decode tasks take the CPUs (any node), the replicas the GPUs. A decoded
+clip travels as one binary cell (the pickled clip: uint8 frames and their window), its result the same way. The
+driver writes the rows through the same `ResultStore`, so resuming, chunking and the output schema do not depend
+on the engine, and the rows equal the local engine's.
 
 Code shipping: the workers get the `timesformer_video` package (and nothing else: no videos, no virtualenv) as a
 Ray `py_modules` entry, so a cluster on other machines needs only the same third-party packages installed. Video
@@ -12,54 +17,82 @@ paths must be readable on every node (shared storage) or be URLs; so must `--wei
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import logging
-import math
 import os
+import pickle
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
+from .decoding import Sampler, VideoPart
 from .errors import ReplicaStartError
 from .operators import OperatorSpec
 
 _QUIET = 'ignore:pkg_resources is deprecated:UserWarning'  # towhee's import, once per replica
 
 
+def decode_videos(batch: dict[str, np.ndarray], sampler: Sampler) -> Iterator[dict[str, np.ndarray]]:
+    """A Ray CPU task: each video of the batch, part by part, as items `pickle((part without frames, clip number,
+    clip))`; a part with no clip (a failed video) is one item with clip number None."""
+    for path in batch['path']:
+        number = 0
+        while True:
+            part = sampler.decode(str(path), number)
+            bare = dataclasses.replace(part, clips=[dataclasses.replace(c, frames=None) for c in part.clips])
+            items = [pickle.dumps((bare, i, clip)) for i, clip in enumerate(part.clips)] or \
+                [pickle.dumps((bare, None, None))]
+            yield {'item': np.array(items, dtype=object)}
+            if part.last:
+                break
+            number += 1
+
+
 class _Replica:
-    """One model replica in the actor pool (Ray constructs it on a worker with `spec`)."""
+    """One model replica in the actor pool (Ray constructs it on a worker with `spec`): a batch of decoded clips,
+    from any videos, through one forward; items `pickle((part, clip number, ClipResult))`."""
 
     def __init__(self, spec: OperatorSpec):
-        from .indexer import Indexer
+        from .model_stage import ClipModel
+        from .operators import build_classifier
 
         try:
-            self.indexer = Indexer(spec)
+            self.model = ClipModel(build_classifier(spec))
         except Exception as e:  # noqa: BLE001 - reported once by the driver, see replica_start_error
             import socket
 
             raise ReplicaStartError(f'on {socket.gethostname()}: {type(e).__name__}: {e}') from None
 
-    def __call__(self, batch: dict[str, Any]):
-        from .results import rows_to_table
-
-        rows = self.indexer.process_many([str(p) for p in batch['path']])
-        return rows_to_table(rows, self.indexer.dim, moments=self.indexer.moments)
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        items = [pickle.loads(item) for item in batch['item']]
+        clips = [(i, item) for i, item in enumerate(items) if item[1] is not None]
+        results = dict(zip((i for i, _ in clips), self.model.run([clip for _, (_, _, clip) in clips])))
+        out = [pickle.dumps((part, number, results.get(i))) for i, (part, number, _) in enumerate(items)]
+        return {'item': np.array(out, dtype=object)}
 
 
 class RayEngine:
-    """Starts (or joins, with `address`) a Ray cluster; `run(paths)` yields lists of result rows as they finish.
+    """Starts (or joins, with `address`) a Ray cluster; `run(paths)` yields each video's rows as it finishes.
 
-    `workers`: replicas in the actor pool. `cpus_per_worker`: CPU cores reserved per replica (and torch threads
-    it uses). `gpus_per_worker`: None means 1 when the cluster has GPUs, else 0. `batch_size`: videos per
-    `map_batches` call. When Ray is already initialized (by the caller), it is used as it is: its runtime_env must
+    `workers`: model replicas in the actor pool. `cpus_per_worker`: CPU cores reserved per replica (and torch
+    threads it uses). `gpus_per_worker`: None means 1 when the cluster has GPUs, else 0. `batch_size`: clips per
+    forward. `decode_workers`: concurrent decode tasks (None: as many as the cluster's CPUs allow). `seek`: as
+    `VideoDecoder`'s. A Ray started here reserves every core of this machine for decoding, on top of the
+    replicas' cores. When Ray is already initialized (by the caller), it is used as it is: its runtime_env must
     then make `timesformer_video` importable on the workers (`py_modules`), as `__enter__` otherwise does.
     """
 
     def __init__(self, spec: OperatorSpec, workers: int = 2, address: str | None = None,
-                 cpus_per_worker: float = 1, gpus_per_worker: float | None = None, batch_size: int = 1):
+                 cpus_per_worker: float = 1, gpus_per_worker: float | None = None, batch_size: int = 1,
+                 decode_workers: int | None = None, seek: str = 'exact'):
         if workers < 1 or batch_size < 1:
             raise ValueError(f'workers and batch_size must be at least 1, got {workers} and {batch_size}')
         self.spec, self.workers, self.address = spec, workers, address
         self.cpus_per_worker, self.gpus_per_worker, self.batch_size = cpus_per_worker, gpus_per_worker, batch_size
+        self.decode_workers, self.seek = decode_workers, seek
         self._started = False
         self._local = False  # a Ray started here, on this machine, for this run
 
@@ -69,12 +102,16 @@ class RayEngine:
         if not ray.is_initialized():
             import timesformer_video
 
+            from .local_engine import usable_cores
+
             # address None: RAY_ADDRESS if set (e.g. under `ray job submit`), else a new local cluster.
+            self._local = self.address is None and not os.environ.get('RAY_ADDRESS')
+            cpus = {'num_cpus': usable_cores() + int(self.workers * self.cpus_per_worker + 0.999)} \
+                if self._local else {}
             runtime_env = {'py_modules': [timesformer_video], 'env_vars': {'PYTHONWARNINGS': _QUIET}}
             ray.init(address=self.address, runtime_env=runtime_env, include_dashboard=False,
-                     logging_level=logging.WARNING, log_to_driver=True)
+                     logging_level=logging.WARNING, log_to_driver=True, **cpus)
             self._started = True
-            self._local = self.address is None and not os.environ.get('RAY_ADDRESS')
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job shows its own
         context.print_on_execution_start = False
@@ -88,18 +125,17 @@ class RayEngine:
             ray.shutdown()
             self._started = False
 
-    def run(self, paths: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+    def _results(self, paths: Sequence[str]):
+        """The dataset of clip results: decode tasks, then the replicas."""
         import ray
 
-        from .results import table_to_rows
-
-        if not paths:
-            return
         gpus = self.gpus_per_worker
         if gpus is None:
             gpus = 1 if ray.cluster_resources().get('GPU', 0) >= 1 else 0
-        blocks = min(len(paths), max(self.workers, math.ceil(len(paths) / self.batch_size)), 10_000)
-        dataset = ray.data.from_items([{'path': p} for p in paths], override_num_blocks=blocks)
+        dataset = ray.data.from_items([{'path': p} for p in paths], override_num_blocks=min(len(paths), 10_000))
+        clips = dataset.map_batches(decode_videos, fn_kwargs={'sampler': Sampler(self.spec, self.seek)},
+                                    batch_size=1, batch_format='numpy', num_cpus=1,
+                                    compute=ray.data.TaskPoolStrategy(size=self.decode_workers))
         # On a Ray started for this run, a replica that dies is not restarted (the job fails and resumes when run
         # again), so Ray's core worker has no restart to warn about on every run; a cluster keeps Ray's restarts.
         # Ray 2.60 takes max_restarts only through its deprecated **ray_remote_args (no named parameter yet, so its
@@ -107,18 +143,45 @@ class RayEngine:
         restarts = {'max_restarts': 0} if self._local else {}
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='`ray_remote_args` is deprecated')
-            results = dataset.map_batches(
-                _Replica, fn_constructor_kwargs={'spec': self.spec}, batch_size=self.batch_size,
-                batch_format='numpy', compute=ray.data.ActorPoolStrategy(size=self.workers),
-                num_cpus=self.cpus_per_worker, num_gpus=gpus, **restarts)
+            return clips.map_batches(_Replica, fn_constructor_kwargs={'spec': self.spec}, batch_size=self.batch_size,
+                                     batch_format='numpy', compute=ray.data.ActorPoolStrategy(size=self.workers),
+                                     num_cpus=self.cpus_per_worker,
+                                     num_gpus=gpus, **restarts)
+
+    def run(self, paths: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+        import ray
+
+        from .rows import VideoRows
+
+        if not paths:
+            return
+        rows = VideoRows(self.spec.model_name, self.spec.moments)
+        parts: dict[tuple[str, int], list] = collections.defaultdict(list)
         try:
-            for table in results.iter_batches(batch_size=None, batch_format='pyarrow', prefetch_batches=0):
-                yield table_to_rows(table)
+            for batch in self._results(paths).iter_batches(batch_size=None, batch_format='numpy',
+                                                           prefetch_batches=0):
+                for item in batch['item']:
+                    part, number, result = pickle.loads(item)
+                    finished = _add(rows, parts, part, number, result)
+                    if finished is not None:
+                        yield finished
         except ray.exceptions.RayError as e:
             failed = replica_start_error(e)
             if failed is None:
                 raise
             raise ReplicaStartError(f'a Ray replica could not load the model {failed}') from None
+
+
+def _add(rows, parts, part: VideoPart, number: int | None, result) -> list[dict[str, Any]] | None:
+    """One clip's result (or a part with no clip); the video's rows when it is now complete."""
+    if number is None:
+        return rows.add(part, [])
+    done = parts[part.path, part.part]
+    done.append((number, result))
+    if len(done) < len(part.clips):
+        return None
+    del parts[part.path, part.part]
+    return rows.add(part, [r for _, r in sorted(done, key=lambda pair: pair[0])])
 
 
 def replica_start_error(error: BaseException) -> ReplicaStartError | None:

@@ -40,24 +40,29 @@ __all__ = ['JobStateError', 'OutputInUseError', 'SettingsMismatchError', 'Result
            'FORMATS']
 
 FORMATS = ('parquet', 'jsonl')
-COLUMNS = ('path', 'model', 'duration', 'labels', 'scores', 'feature', 'decode_s', 'model_s', 'error')
-# Moments (index --window): one row per window of a video; `start_ms`/`end_ms` are null on a failed video's one row.
-MOMENT_COLUMNS = ('path', 'start_ms', 'end_ms', *COLUMNS[1:])
+# One schema for whole videos and windows: a whole video is one row, the window [start of its first frame, end of
+# its last frame); with --window a video is one row per window. `start_ms`/`end_ms` are null on a failed video's
+# one row, and on the rows of an output written before windows and videos shared it (read as they are).
+COLUMNS = ('path', 'start_ms', 'end_ms', 'model', 'duration', 'labels', 'scores', 'feature', 'decode_s', 'model_s',
+           'error')
+MOMENT_COLUMNS = COLUMNS  # the same columns (the name older code imports)
 _META_KEY = b'timesformer.job'
 
 
 def columns(moments: bool = False) -> tuple[str, ...]:
-    return MOMENT_COLUMNS if moments else COLUMNS
+    """The output's columns (`moments` is kept for older callers: windows and videos share them)."""
+    return COLUMNS
 
 
 def schema(dim: int, moments: bool = False) -> pa.Schema:
     """`feature` is a fixed-size list so that every row's embedding has the model's dimension (768 for ViT-B).
-    With `moments`, `start_ms` and `end_ms` (int64 ms on the video's clock, `[start, end)`) follow `path`, and
-    `duration`, `decode_s`, `model_s` are the video's (the timings split equally among its windows)."""
-    window = [pa.field('start_ms', pa.int64()), pa.field('end_ms', pa.int64())] if moments else []
+    `start_ms` and `end_ms` (int64 ms on the video's clock, `[start, end)`) follow `path`: a whole video's, or a
+    window's; a window's `duration`, `decode_s`, `model_s` are the video's (the decoding split equally among its
+    windows). `moments` is kept for older callers."""
     return pa.schema([
         pa.field('path', pa.string(), nullable=False),
-        *window,
+        pa.field('start_ms', pa.int64()),
+        pa.field('end_ms', pa.int64()),
         pa.field('model', pa.string()),
         pa.field('duration', pa.float64()),  # seconds
         pa.field('labels', pa.list_(pa.string())),  # top-k, best first
@@ -79,13 +84,12 @@ def rows_to_table(rows: Sequence[dict[str, Any]], dim: int, metadata: dict | Non
     return pa.Table.from_pydict(data, schema=sch)
 
 
-def is_moments(table: pa.Table) -> bool:
-    return 'start_ms' in table.column_names
-
-
 def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
-    rows = table.select(list(columns(is_moments(table)))).to_pylist()
+    """Rows as dicts of every column of `COLUMNS`; a column an older output lacks (`start_ms`, `end_ms`) is None."""
+    rows = table.select([name for name in COLUMNS if name in table.column_names]).to_pylist()
     for row in rows:
+        for name in COLUMNS:
+            row.setdefault(name, None)
         if row['feature'] is not None:
             row['feature'] = np.asarray(row['feature'], np.float32)
     return rows
@@ -171,9 +175,9 @@ def read_settings(path: str | Path, fmt: str | None = None) -> dict[str, Any] | 
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
-    keys = [key for key in dict.fromkeys([*saved, *current]) if saved.get(key) != current.get(key)]
-    return '\n'.join(f'  {key}: {json.dumps(saved.get(key))} there, {json.dumps(current.get(key))} in this run'
-                     for key in keys)
+    from .settings import describe, differences
+
+    return describe(differences(saved, current))
 
 
 def read_output(path: str | Path, fmt: str | None = None) -> list[dict[str, Any]]:
@@ -190,7 +194,7 @@ def read_output(path: str | Path, fmt: str | None = None) -> list[dict[str, Any]
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise JobStateError(f'{path} line {number} is not JSON ({e}); is it a results file?') from None
-            row = {name: row.get(name) for name in columns('start_ms' in row)}
+            row = {name: row.get(name) for name in COLUMNS}
             if row['feature'] is not None:
                 row['feature'] = np.asarray(row['feature'], np.float32)
             if row['scores'] is not None:
@@ -213,7 +217,7 @@ class ResultStore:
         self.dim = dim
         self.signature = signature
         self.overwrite = overwrite
-        self.moments = moments  # rows are windows: a video is all its rows, written in one chunk
+        self.moments = moments  # rows are windows (kept for older callers: a video is all its rows, in one chunk)
         self._lock_file = None
         self._previous: list[dict[str, Any]] = []  # rows of an existing final output
         self._chunks: list[Path] = []
@@ -338,10 +342,7 @@ class ResultStore:
                 raise JobStateError(f'cannot read {chunk} ({e}); delete it to redo its videos') from e
             fresh: dict[str, list[dict[str, Any]]] = {}
             for row in table_to_rows(table):
-                if self.moments:
-                    fresh.setdefault(row['path'], []).append(row)
-                else:
-                    fresh[row['path']] = [row]
+                fresh.setdefault(row['path'], []).append(row)  # a chunk holds all of each of its videos' rows
             for path, group in fresh.items():
                 by_path.pop(path, None)  # re-insert: keeps write order for rows that are replaced
                 by_path[path] = group

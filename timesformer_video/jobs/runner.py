@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .checks import is_url
 from .errors import JobError, MilvusInUseError, MilvusSyncError, MilvusUnavailableError, QueryVideoError
 from .indexer import Indexer
-from .inputs import expand, is_url
+from .inputs import expand
 from .operators import OperatorSpec, build_classifier, build_decoder
 from .paths import display, os_path, stored
 from .results import ResultStore
+from .settings import ENGINES, IndexJob  # noqa: F401 - IndexJob lives in settings; imported from here too
 
-ENGINES = ('local', 'ray')
 # tqdm's default turns a rate under 1/s into s/video; videos/s reads the same at every speed.
 _BAR = '{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]'
 _MOMENTS_BAR = '{l_bar}{bar}| {n:.0f}/{total:.0f} s of video [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]'
@@ -109,94 +109,52 @@ class _VideoClock:
         self.bar.update(seconds - self.reported.pop(path, 0.0))
 
 
-def _by_video(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Rows grouped by path, in order (a video's rows arrive together: its one row, or all its windows)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(row['path'], []).append(row)
-    return list(groups.items())
+def _video_engine(job: IndexJob, op, todo: Sequence[str], stack: contextlib.ExitStack
+                  ) -> Iterator[list[dict[str, Any]]]:
+    """The engine `job.engine` over `todo`: one list of rows per finished video (its one row, or its windows)."""
+    if not todo:
+        return iter(())  # nothing to start workers or Ray for
+    spec = job.spec
+    if job.engine == 'ray':
+        from .ray_engine import RayEngine
+
+        ray = stack.enter_context(RayEngine(spec, workers=job.workers, address=job.ray_address,
+                                            cpus_per_worker=job.cpus_per_worker, gpus_per_worker=job.gpus_per_worker,
+                                            batch_size=clips_per_batch(job), decode_workers=job.decode_workers,
+                                            seek=job.seek))
+        videos = ray.run(todo)
+        stack.callback(videos.close)  # on an early exit too: Ray's pipeline stops before Ray does
+        return videos
+    from .decoding import Sampler
+    from .local_engine import LocalEngine, default_decode_workers
+
+    workers = job.decode_workers if job.decode_workers is not None else default_decode_workers()
+    engine = LocalEngine(op, Sampler(spec, job.seek), workers, clips_per_batch(job), spec.model_name, spec.moments)
+    videos = engine.run(todo)
+    stack.callback(videos.close)  # on an early exit too: the decode workers stop
+    return videos
 
 
-def _local(indexer: Indexer, paths: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
-    size = max(1, indexer.spec.clip_batch)
-    for start in range(0, len(paths), size):
-        yield indexer.process_many(paths[start:start + size])
+def clips_per_batch(job: IndexJob) -> int:
+    """Clips per model forward: `job.batch_size`; the spec's older `clip_batch` (videos per forward) when only it
+    is set."""
+    return job.batch_size if job.batch_size > 1 else max(1, job.spec.clip_batch)
 
 
-@dataclasses.dataclass(frozen=True)
-class IndexJob:
-    """One `index` run: what to read, where to write, which model, which engine, which Milvus collection.
-
-    inputs: files, folders, globs, list files (`@list.txt` or `.txt`/`.lst`) and http(s) URLs (`inputs.expand`).
-    out: the output file (`.parquet`, or `.jsonl`; `fmt` overrides the extension). spec: the model and its options.
-    engine: 'local' (this process) or 'ray' (`workers` replicas of `cpus_per_worker` cores and `gpus_per_worker`
-    GPUs, None: 1 where the cluster has GPUs; `batch_size` videos per Ray task; `ray_address` an existing cluster).
-    chunk_size / chunk_seconds: finished rows are saved (and survive a kill) every `chunk_size` videos or
-    `chunk_seconds` s. milvus: a Milvus Lite `.db` path or a server URI (`collection` default 'videos', or
-    'moments' for windows; `milvus_token` for a server). retry_failed: process again the videos whose row has an
-    error. overwrite: start again instead of resuming. progress: show a progress bar on stderr.
-    Raises ValueError for a setting out of its range.
-    """
-
-    inputs: Sequence[str | os.PathLike] | str | os.PathLike  # one path alone is one input
-    out: str | os.PathLike
-    spec: OperatorSpec = dataclasses.field(default_factory=OperatorSpec)
-    fmt: str | None = None
-    engine: str = 'local'
-    workers: int = 2
-    ray_address: str | None = None
-    cpus_per_worker: float = 1
-    gpus_per_worker: float | None = None
-    batch_size: int = 1
-    chunk_size: int = 32
-    chunk_seconds: float = 60.0
-    milvus: str | None = None
-    collection: str | None = None
-    milvus_token: str | None = None
-    retry_failed: bool = False
-    overwrite: bool = False
-    progress: bool = True
-
-    def __post_init__(self):
-        inputs = self.inputs
-        if isinstance(inputs, (str, bytes, os.PathLike)):
-            inputs = [inputs]  # one input, not a sequence of characters
-        object.__setattr__(self, 'inputs', tuple(os.fspath(item) for item in inputs))
-        if not isinstance(self.spec, OperatorSpec):
-            raise TypeError(f'spec must be an OperatorSpec (jobs.operators), not a {type(self.spec).__name__}')
-        if self.engine not in ENGINES:
-            raise ValueError(f'unknown engine {self.engine!r}; expected one of {ENGINES}')
-        if self.fmt not in (None, 'parquet', 'jsonl'):
-            raise ValueError(f"fmt must be 'parquet', 'jsonl' or None (from the extension of out), got {self.fmt!r}")
-        for name in ('workers', 'batch_size', 'chunk_size'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'{name} must be an integer of at least 1, got {value!r}')
-        if not (isinstance(self.chunk_seconds, (int, float)) and math.isfinite(self.chunk_seconds)
-                and self.chunk_seconds > 0):
-            raise ValueError(f'chunk_seconds must be a positive number of seconds, got {self.chunk_seconds!r}')
-
-
-def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSummary:
-    """Classify and embed every video of `job.inputs` into `job.out` (see the CLI's `index --help`).
-
-    Errors of the job itself (no inputs, weights unavailable, a bad checkpoint, an output held by another job)
-    raise; a video that fails is a row with its `error`. With `spec.moments` (`window`/`stride` in its options)
-    the rows are windows (`results.MOMENT_COLUMNS`), a video counts as done once all its windows are written,
-    and the Milvus collection holds one entity per window.
-    """
+def _preflight(job: IndexJob, log: Callable[[str], None]) -> tuple[list[str], str | None]:
+    """The run's video paths and its resolved Milvus URI; raises for what can be found wrong before any model
+    loads (Ray or Milvus missing, a bad Milvus URI, no inputs, the output among the inputs)."""
     if not isinstance(job, IndexJob):
         raise TypeError(f'run_index takes one IndexJob (run_index(IndexJob(inputs, out, spec, ...))), '
                         f'not a {type(job).__name__}')
-    spec, engine, milvus, collection = job.spec, job.engine, job.milvus, job.collection
-    _require(engine == 'ray', 'ray.data', "--engine ray needs Ray Data: pip install 'ray[data]'")
+    milvus = job.milvus
+    _require(job.engine == 'ray', 'ray.data', "--engine ray needs Ray Data: pip install 'ray[data]'")
     if milvus is not None:
         from .milvus_store import resolve_uri
 
         milvus = resolve_uri(milvus)  # a bad URI fails now, not after the whole collection
-        _require('://' not in milvus, 'milvus_lite', 'a Milvus Lite .db needs: pip install pymilvus milvus-lite')
+        _require(not is_url(milvus), 'milvus_lite', 'a Milvus Lite .db needs: pip install pymilvus milvus-lite')
         _require(True, 'pymilvus', '--milvus needs: pip install pymilvus')
-    started = time.perf_counter()
     paths = expand(job.inputs, warn=lambda message: log(f'warning: {message}'))
     if not paths:
         raise ValueError('no videos to process: the inputs name no video files')
@@ -204,114 +162,135 @@ def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSumma
     if any(not is_url(path) and os.path.realpath(os_path(path)) == out_file for path in paths):
         raise ValueError(f'the output {job.out} is one of the input videos; choose another output file '
                          f'(results.parquet or .jsonl)')
-    op = build_classifier(spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
-    dim, labels = op.cfg.embed_dim, op.cfg.labels
-    settings = spec.signature()
-    moments = spec.moments
-    if collection is None:
-        collection = 'moments' if moments else 'videos'
-    store = ResultStore(job.out, dim, settings, fmt=job.fmt, overwrite=job.overwrite, moments=moments)
+    return paths, milvus
+
+
+def _check_milvus(job: IndexJob, milvus: str, collection: str, paths: Sequence[str], op, settings, out) -> None:
+    """Refuse, before any video is processed, a run the Milvus collection cannot take (settings, owner, sizes)."""
+    from . import milvus_store
+
+    # Every path of this run and every label the model can give must fit the collection's fields.
+    need = milvus_store.needed_lengths(paths, op.cfg.labels, job.spec.moments)
+    milvus_store.check_limits(need)
+    if milvus_store.exists(milvus):  # opening a missing Milvus Lite file would create it
+        with milvus_store.MilvusStore(milvus, collection, job.milvus_token, moments=job.spec.moments) as index:
+            index.check_compatible(settings, op.cfg.embed_dim, stored(str(out)), replace=job.overwrite)
+            index.check_capacity(need, stored(str(out)) if job.overwrite else None)
+
+
+class _Progress:
+    """The progress bar on stderr: videos, or for moments seconds of video (`_VideoClock`)."""
+
+    def __init__(self, job: IndexJob, store: ResultStore, paths: Sequence[str], todo: Sequence[str],
+                 done: set[str], stack: contextlib.ExitStack):
+        from tqdm import tqdm
+
+        self.total, self.skipped, self.clock = len(paths), len(paths) - len(todo), None
+        options = dict(disable=not job.progress, dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+        if job.spec.moments:
+            done_rows = {row['path']: row['duration'] or 0.0 for row in store.rows() if row['path'] in done}
+            expected = {path: _probe_seconds(path) for path in todo} if job.progress else {}
+            self.bar = stack.enter_context(tqdm(total=sum(done_rows.values()) + sum(expected.values()),
+                                                initial=sum(done_rows.values()), unit=' video s',
+                                                bar_format=_MOMENTS_BAR, **options))
+            self.clock = _VideoClock(self.bar, expected)
+        else:
+            self.bar = stack.enter_context(tqdm(total=len(paths), initial=self.skipped, unit=' videos',
+                                                bar_format=_BAR, **options))
+
+    def video_done(self, path: str, rows: Sequence[dict[str, Any]], processed: int, failed: int) -> None:
+        if self.clock is not None:
+            self.clock.video_done(path, rows)
+            self.bar.set_postfix(videos=f'{self.skipped + processed}/{self.total}', failed=failed, refresh=False)
+        else:
+            self.bar.update(1)
+            self.bar.set_postfix(failed=failed, refresh=False)
+
+
+def _write(job: IndexJob, store: ResultStore, videos: Iterator[list[dict[str, Any]]], progress: _Progress,
+           summary: IndexSummary, started: float) -> None:
+    """Each finished video's rows into the store's atomic chunks, every `chunk_size` videos or `chunk_seconds`;
+    what finished is kept on Ctrl-C or an engine failure too. Counts into `summary`."""
+    buffer: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    flushed, buffered = time.monotonic(), 0  # videos in `buffer` (a video is one row, or all its windows)
+    try:
+        for rows in videos:
+            path = rows[0]['path']
+            if path in seen:  # a retried Ray task may repeat a video: its first result is kept
+                continue
+            seen.add(path)
+            summary.arrivals.append(time.perf_counter() - started)
+            summary.processed += 1
+            summary.failed += any(row['error'] is not None for row in rows)
+            if summary.windows is not None:
+                summary.windows += sum(row['start_ms'] is not None for row in rows)
+            buffer.extend(rows)
+            buffered += 1
+            progress.video_done(path, rows, summary.processed, summary.failed)
+            if buffered >= job.chunk_size or time.monotonic() - flushed >= job.chunk_seconds:
+                store.write_chunk(buffer)
+                buffer, buffered, flushed = [], 0, time.monotonic()
+    finally:
+        store.write_chunk(buffer)
+
+
+def _sync_milvus(job: IndexJob, milvus: str, collection: str, rows, settings, op, out) -> tuple[int, int]:
+    """Make the collection mirror the finished output; (upserted, deleted). Errors say that the output is complete
+    and whether running again helps."""
+    from .milvus_store import MilvusStore
+
+    if not is_url(milvus):
+        os.makedirs(os.path.dirname(milvus), exist_ok=True)  # as for --out; Milvus Lite creates only the .db
+    try:
+        with MilvusStore(milvus, collection, job.milvus_token, moments=job.spec.moments) as index:
+            return index.sync(rows, settings, op.cfg.embed_dim, stored(str(out)), replace=job.overwrite,
+                              labels=op.cfg.labels)
+    except (MilvusInUseError, MilvusUnavailableError) as e:
+        raise type(e)(f'{out} is complete ({len(rows)} rows), but Milvus was not updated: {e}. Once that '
+                      f'is resolved, run the command again, without --overwrite, to update it (done videos are '
+                      f'not processed again).') from None
+    except JobError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever Milvus raised: the output is complete, the index is not
+        raise _sync_error(e, out, len(rows), collection, milvus) from e
+
+
+def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSummary:
+    """Classify and embed every video of `job.inputs` into `job.out` (see the CLI's `index --help`).
+
+    The stages: the inputs (`inputs.expand`, less what the output already holds) -> decode -> model -> rows
+    (the engine: `local_engine` or `ray_engine`) -> atomic chunks (`results.ResultStore`) -> the final output ->
+    optionally Milvus. Errors of the job itself (no inputs, weights unavailable, a bad checkpoint, an output held
+    by another job) raise; a video that fails is a row with its `error`. With `spec.moments` (`window`/`stride` in
+    its options) the rows are windows (`results.MOMENT_COLUMNS`), a video counts as done once all its windows are
+    written, and the Milvus collection holds one entity per window.
+    """
+    started = time.perf_counter()
+    paths, milvus = _preflight(job, log)
+    op = build_classifier(job.spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
+    settings = job.spec.signature()
+    collection = job.collection or ('moments' if job.spec.moments else 'videos')
+    store = ResultStore(job.out, op.cfg.embed_dim, settings, fmt=job.fmt, overwrite=job.overwrite,
+                        moments=job.spec.moments)
     store.check()  # read-only: a refused run changes nothing
     if milvus is not None:
-        from . import milvus_store
-
-        # Every path of this run and every label the model can give must fit the collection's fields.
-        need = milvus_store.needed_lengths(paths, labels, moments)
-        milvus_store.check_limits(need)
-        if milvus_store.exists(milvus):  # opening a missing Milvus Lite file would create it
-            with milvus_store.MilvusStore(milvus, collection, job.milvus_token, moments=moments) as index:
-                index.check_compatible(settings, dim, stored(str(store.out)), replace=job.overwrite)
-                index.check_capacity(need, stored(str(store.out)) if job.overwrite else None)
-    arrivals: list[float] = []
-    processed = failed = windows = 0
+        _check_milvus(job, milvus, collection, paths, op, settings, store.out)
     with store:
         done = store.done(job.retry_failed)
         todo = [p for p in paths if p not in done]
         if len(todo) < len(paths):
             log(f'resuming: {len(paths) - len(todo)} of {len(paths)} videos already done in {store.out} '
                 f'or {store.parts}')
-        buffer: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        with contextlib.ExitStack() as stack:  # closes the bar, then Ray
-            if not todo:
-                batches = iter(())  # nothing to start Ray for
-            elif engine == 'ray':
-                from .ray_engine import RayEngine
-
-                del op  # the replicas load their own
-                ray = stack.enter_context(RayEngine(spec, workers=job.workers, address=job.ray_address,
-                                                    cpus_per_worker=job.cpus_per_worker,
-                                                    gpus_per_worker=job.gpus_per_worker, batch_size=job.batch_size))
-                batches = ray.run(todo)
-            else:
-                indexer = Indexer(spec, op)
-                batches = _local(indexer, todo)
-            from tqdm import tqdm
-
-            clock = None
-            if moments:
-                done_rows = {row['path']: row['duration'] or 0.0 for row in store.rows() if row['path'] in done}
-                expected = {path: _probe_seconds(path) for path in todo} if job.progress else {}
-                bar = stack.enter_context(tqdm(total=sum(done_rows.values()) + sum(expected.values()),
-                                               initial=sum(done_rows.values()), unit=' video s',
-                                               disable=not job.progress, dynamic_ncols=True, smoothing=0.1,
-                                               file=sys.stderr, bar_format=_MOMENTS_BAR))
-                clock = _VideoClock(bar, expected)
-                if todo and engine != 'ray':
-                    indexer.on_window = clock.on_window
-            else:
-                bar = stack.enter_context(tqdm(total=len(paths), initial=len(paths) - len(todo), unit=' videos',
-                                               disable=not job.progress, dynamic_ncols=True, smoothing=0.1,
-                                               file=sys.stderr, bar_format=_BAR))
-            flushed = time.monotonic()
-            buffered = 0  # videos in `buffer` (a video is one row, or all its windows)
-            try:
-                for rows in batches:
-                    # A retried Ray task may repeat a video: its first result is kept.
-                    videos = [(path, group) for path, group in _by_video(rows) if path not in seen]
-                    for path, group in videos:
-                        seen.add(path)
-                        arrivals.append(time.perf_counter() - started)
-                        processed += 1
-                        failed += any(row['error'] is not None for row in group)
-                        buffer.extend(group)
-                        buffered += 1
-                        if clock is not None:
-                            windows += sum(row['start_ms'] is not None for row in group)
-                            clock.video_done(path, group)
-                        else:
-                            bar.update(1)
-                    if clock is not None:
-                        bar.set_postfix(videos=f'{len(paths) - len(todo) + processed}/{len(paths)}',
-                                        failed=failed, refresh=False)
-                    else:
-                        bar.set_postfix(failed=failed, refresh=False)
-                    if buffered >= job.chunk_size or time.monotonic() - flushed >= job.chunk_seconds:
-                        store.write_chunk(buffer)
-                        buffer, buffered, flushed = [], 0, time.monotonic()
-            finally:
-                store.write_chunk(buffer)  # keep what finished, also on Ctrl-C or an engine failure
+        summary = IndexSummary(out=str(store.out), total=len(paths), skipped=len(paths) - len(todo), processed=0,
+                               failed=0, wall_s=0.0, arrivals=[], windows=0 if job.spec.moments else None)
+        with contextlib.ExitStack() as stack:  # closes the bar, then the engine (Ray, the decode workers)
+            videos = _video_engine(job, op, todo, stack)
+            progress = _Progress(job, store, paths, todo, done, stack)
+            _write(job, store, videos, progress, summary, started)
         rows = store.finish(order=paths)
-    summary = IndexSummary(out=str(store.out), total=len(paths), skipped=len(paths) - len(todo),
-                           processed=processed, failed=failed, wall_s=0.0, arrivals=arrivals,
-                           windows=windows if moments else None)
     if milvus is not None:
-        from .milvus_store import MilvusStore
-
-        if '://' not in milvus:
-            os.makedirs(os.path.dirname(milvus), exist_ok=True)  # as for --out; Milvus Lite creates only the .db
-        try:
-            with MilvusStore(milvus, collection, job.milvus_token, moments=moments) as index:
-                summary.milvus = index.sync(rows, settings, dim, stored(str(store.out)), replace=job.overwrite,
-                                            labels=labels)
-        except (MilvusInUseError, MilvusUnavailableError) as e:
-            raise type(e)(f'{store.out} is complete ({len(rows)} rows), but Milvus was not updated: {e}. Once that '
-                          f'is resolved, run the command again, without --overwrite, to update it (done videos are '
-                          f'not processed again).') from None
-        except JobError:
-            raise
-        except Exception as e:  # noqa: BLE001 - whatever Milvus raised: the output is complete, the index is not
-            raise _sync_error(e, store.out, len(rows), collection, milvus) from e
+        summary.milvus = _sync_milvus(job, milvus, collection, rows, settings, op, store.out)
     summary.wall_s = time.perf_counter() - started
     return summary
 
@@ -350,14 +329,12 @@ def embed(video: str, spec: OperatorSpec | None = None, start: float | None = No
     paths = expand([video])
     if len(paths) != 1:
         raise ValueError(f'the query must be one video; {video} names {len(paths)}')
-    indexer = Indexer(spec)
+    indexer = Indexer(spec, start=start, end=end)
     if start is not None or end is not None:
-        indexer.decoder = build_decoder(start, end)
         try:
-            indexer.decoder.frames(os_path(paths[0]))  # reads the index only; the indexer decodes the frames
+            build_decoder(start, end).frames(os_path(paths[0]))  # reads the index only; the indexer decodes
         except TimeRangeError as e:
-            raise QueryRangeError(f'the query has no frames in the range asked for: {e}. Choose --start/--end '
-                                  f'inside the video.') from None
+            raise QueryRangeError(f'the query has no frames in the range asked for (--start/--end): {e}') from None
         except Exception:  # noqa: BLE001 - any other failure is reported by the indexer's row below
             pass
     with warnings.catch_warnings():
