@@ -109,8 +109,18 @@ class RayEngine:
             cpus = {'num_cpus': usable_cores() + int(self.workers * self.cpus_per_worker + 0.999)} \
                 if self._local else {}
             runtime_env = {'py_modules': [timesformer_video], 'env_vars': {'PYTHONWARNINGS': _QUIET}}
-            ray.init(address=self.address, runtime_env=runtime_env, include_dashboard=False,
-                     logging_level=logging.WARNING, log_to_driver=True, **cpus)
+            for attempt in range(1 + self._local):  # a local start is tried twice (below)
+                try:
+                    ray.init(address=self.address, runtime_env=runtime_env, include_dashboard=False,
+                             logging_level=logging.WARNING, log_to_driver=True, **cpus)
+                    break
+                except Exception:
+                    # Ray 2.60 gives a starting raylet a fixed 30 s to register and then raises a bare Exception; on
+                    # a loaded 2-core machine it once did not (no raylet log at all). A local start is cheap to redo;
+                    # a cluster's failure is the cluster's and is raised at once.
+                    ray.shutdown()
+                    if attempt == self._local:
+                        raise
             self._started = True
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job shows its own
