@@ -31,6 +31,7 @@ import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .checks import count
 from .decoding import Sampler, VideoPart
 from .model_stage import ClipModel
 from .rows import VideoRows
@@ -119,9 +120,8 @@ class LocalEngine:
     thread here); `batch_size`: clips per forward."""
 
     def __init__(self, op, sampler: Sampler, decode_workers: int, batch_size: int, model: str, moments: bool):
-        if decode_workers < 0 or batch_size < 1:
-            raise ValueError(f'decode_workers must be at least 0 and batch_size at least 1, got {decode_workers} '
-                             f'and {batch_size}')
+        count('decode_workers', decode_workers, minimum=0)
+        count('batch_size', batch_size)
         self.model, self.sampler = ClipModel(op), sampler
         self.decode_workers, self.batch_size = decode_workers, batch_size
         self.model_name, self.moments = model, moments

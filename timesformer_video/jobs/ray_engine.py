@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import count
 from .decoding import Sampler, VideoPart
 from .errors import ReplicaStartError
 from .operators import OperatorSpec
@@ -88,8 +89,8 @@ class RayEngine:
     def __init__(self, spec: OperatorSpec, workers: int = 2, address: str | None = None,
                  cpus_per_worker: float = 1, gpus_per_worker: float | None = None, batch_size: int = 1,
                  decode_workers: int | None = None, seek: str = 'exact'):
-        if workers < 1 or batch_size < 1:
-            raise ValueError(f'workers and batch_size must be at least 1, got {workers} and {batch_size}')
+        count('workers', workers)
+        count('batch_size', batch_size)
         self.spec, self.workers, self.address = spec, workers, address
         self.cpus_per_worker, self.gpus_per_worker, self.batch_size = cpus_per_worker, gpus_per_worker, batch_size
         self.decode_workers, self.seek = decode_workers, seek
