@@ -84,7 +84,7 @@ def child_search(args) -> dict:
                      'end_ms': (i % 900) * 4000 + 4000, 'labels': [labels[i % len(labels)]],
                      'scores': [float(rng.random())], 'feature': rng.standard_normal(dim).astype(np.float32),
                      'error': None} for i in range(count)]
-            with milvus_store.MilvusStore(db, 'moments', moments=True) as store:
+            with milvus_store.MilvusStore(db, 'moments') as store:
                 store.sync(rows, settings, dim, '/bench/out.parquet')
                 queries = rng.standard_normal((args.queries, dim)).astype(np.float32)
                 moments.search_moments(store, queries[0], 5, 'bench')  # load, warm up

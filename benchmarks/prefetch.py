@@ -54,7 +54,7 @@ def main():
     serial = time.perf_counter() - started
     started = time.perf_counter()
     engine = local_engine.LocalEngine(job.op, job.sampler, local_engine.default_decode_workers(), 1,
-                                      spec.model_name, False)
+                                      spec.model_name)
     rows = [row for video in engine.run(paths) for row in video]
     prefetch = time.perf_counter() - started
     assert all(r['error'] is None for r in rows)

@@ -16,14 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, TINY_CFG, VIDEOS_PY
 
 from timesformer_video.jobs import errors, inputs, milvus_store, operators, results, runner
 from timesformer_video.synthetic import make_video
-
-VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # the record conftest's tiny_weights registers
 
 
 def clip(path, seed):
@@ -155,7 +151,7 @@ def test_every_character_survives_a_milvus_filter_expression(tmp_path):
         for path in paths:  # each literal selects exactly its own entity
             hit = store.client.query('videos', filter=milvus_store.in_filter('path', [path]), output_fields=['path'])
             assert [h['path'] for h in hit] == [path]
-        store.delete(paths[::2])
+        store.delete([milvus_store.moment_id(path, 0) for path in paths[::2]])  # a whole video is the window at 0
         assert store.paths() == set(paths[1::2])
 
 

@@ -19,14 +19,11 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, TINY, run_until_first_chunk
+from conftest import TINY, TINY_CFG, VIDEOS_PY, run_until_first_chunk, videos_py
 
 from timesformer_video.jobs import milvus_store, moments, operators, results, runner
 from timesformer_video.synthetic import make_video
 
-VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # the record conftest's tiny_weights registers
 SLOW_CFG = {'name': 'timesformer_slow_test', 'base': 'timesformer_k400_8x224', 'embed_dim': 192, 'depth': 6,
             'num_heads': 3}  # 224 px crops: slow enough on 2 cores to kill a run in the middle of a video
 CHROMIUM = shutil.which('chromium') or 'chromium'  # scripts/setup.sh installs it
@@ -67,11 +64,6 @@ def segments_video(path, seconds_each=4, colours=SEGMENT_COLOURS):
     return write_frames(path, frames)
 
 
-def videos_py(*args, cwd, timeout=300):
-    return subprocess.run([sys.executable, str(VIDEOS_PY), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 @pytest.fixture(scope='module')
 def model_args(tiny_weights, tmp_path_factory):
     cfg = tmp_path_factory.mktemp('cfg') / 'tiny.json'
@@ -106,7 +98,7 @@ def library(model_args, tmp_path_factory):
 
 def test_index_writes_one_row_per_window_with_its_time(library):
     table = pq.read_table(library['out'])
-    assert table.column_names == list(results.MOMENT_COLUMNS)
+    assert table.column_names == list(results.COLUMNS)
     rows = library['rows']
     assert len(rows) == 4 * 3 + 2  # four 12 s videos with three 4 s windows, one 8 s video with two
     target = [row for row in rows if row['path'] == library['target']]
@@ -115,7 +107,7 @@ def test_index_writes_one_row_per_window_with_its_time(library):
         assert row['error'] is None
         assert row['duration'] == pytest.approx(8.0 if 'two_colours' in row['path'] else 12.0)
         assert len(row['labels']) == 5 and row['feature'].shape == (48,)
-    with milvus_store.MilvusStore(str(library['db']), 'moments', moments=True) as store:
+    with milvus_store.MilvusStore(str(library['db']), 'moments') as store:
         assert store.count() == 14
         assert store.keys() == {milvus_store.moment_id(row['path'], row['start_ms']) for row in rows}
 
@@ -202,7 +194,7 @@ def test_reindexing_a_video_replaces_all_its_windows_including_gone_ones(tiny_we
     again = runner.run_index(runner.IndexJob([tmp_path / 'v'], out, spec, milvus=str(db), overwrite=True,
                                              progress=False))
     assert again.milvus == (3, 1)  # the 8-12 s window no longer exists
-    with milvus_store.MilvusStore(str(db), 'moments', moments=True) as store:
+    with milvus_store.MilvusStore(str(db), 'moments') as store:
         assert store.keys() == {f'{video}#0', f'{video}#4000', f'{tmp_path / "v" / "other.mp4"}#0'}
     rows = [row for row in results.read_output(out) if row['path'] == str(video)]
     assert [(row['start_ms'], row['end_ms']) for row in rows] == [(0, 4000), (4000, 6000)]
@@ -291,7 +283,7 @@ def test_bad_moment_arguments_are_one_line_errors_with_exit_status_2(library, mo
 def test_python_api_searches_with_the_index_spec_and_jsonl_keeps_the_windows(library, tiny_weights, tmp_path):
     spec = tiny_spec(tiny_weights, window=4)
     query = runner.embed(str(library['query']), spec)  # the window is dropped: the query is one clip
-    with milvus_store.MilvusStore(str(library['db']), 'moments', moments=True) as store:
+    with milvus_store.MilvusStore(str(library['db']), 'moments') as store:
         hits = moments.search_moments(store, query['feature'], 1, spec.model_name, spec.signature())
     assert (hits[0]['path'], hits[0]['start_ms'], hits[0]['end_ms']) == (library['target'], 4000, 8000)
 

@@ -45,6 +45,11 @@ class MilvusCapacityError(MilvusCollectionError):
     before any video is processed."""
 
 
+class LegacyCollectionError(MilvusCollectionError):
+    """The Milvus collection was written by an earlier version in a schema this one does not write (one entity per
+    video, keyed by path); the message says how to make it again."""
+
+
 class MilvusInUseError(InUseError):
     """A Milvus Lite database is open in another process (Milvus Lite allows one process per `.db`)."""
 
@@ -83,3 +88,20 @@ class ReplicaStartError(JobError, RuntimeError):
     A replica raises it with a message only, so it pickles: Ray hands the driver this instance inside its own
     exception, where `replica_start_error` finds it.
     """
+
+
+# Live streams (`watch`): a source that cannot be opened stops the command; the others are gaps, recorded and
+# got over by reconnecting.
+
+class StreamOpenError(JobError):
+    """A live source cannot be opened at all: no such file or device, an unknown protocol or format, not a media
+    stream, or nothing received within `--reconnect-timeout`. Nothing was classified."""
+
+
+class StreamEndedError(TimesformerVideoError, EOFError):
+    """The sender ended the stream (end of file or connection closed); `watch` reconnects with back-off."""
+
+
+class TimestampJumpError(TimesformerVideoError, ValueError):
+    """The stream's timestamps went backwards or leapt ahead (a camera that rebooted, a new sender, a wrapped
+    clock); `watch` re-bases them so the stream clock stays monotonic, and records the gap."""

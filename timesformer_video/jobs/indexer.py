@@ -28,7 +28,6 @@ class Indexer:
         self.op = op if op is not None else build_classifier(spec)
         self.sampler = Sampler(spec, seek, start, end)
         self.model = ClipModel(self.op)
-        self.moments = spec.moments
 
     @property
     def dim(self) -> int:
@@ -38,7 +37,7 @@ class Indexer:
         return self.rows(path)[0]
 
     def rows(self, path: str) -> list[dict[str, Any]]:
-        collected = VideoRows(self.spec.model_name, self.moments)
+        collected = VideoRows(self.spec.model_name)
         part_number = 0
         while True:
             part = self.sampler.decode(path, part_number)

@@ -1,25 +1,31 @@
-"""Video embeddings in Milvus: one entity per path (the primary key), so re-indexing a path replaces it.
+"""Video embeddings in Milvus: one entity per window, keyed by its video and start, for whole videos and windows alike.
+
+A whole video is one window, `[start_ms, end_ms)` from its first frame to the end of its last (`index` without
+`--window`); with `--window` a video is one entity per window. Every collection has one schema: `id` (primary key,
+`moment_id`: `<path>#<start_ms>`), `path`, `start_ms`, `end_ms` (int64, ms on the video's clock), `label` and
+`score` (the window's top-1), and `vector` (the model's feature, COSINE index). Paths are stored as `paths.stored`
+writes them. Re-indexing a video replaces all its windows; windows that no longer exist are deleted. `search`
+returns windows, or with `per_video` the best window of each video (Milvus's grouping search on `path`): of a
+collection of whole videos, the nearest videos.
 
 `uri` is a Milvus Lite file (`./videos.db`, embedded, in-process; the `.db` is a directory) or a server URI
-(`http://host:19530`). Collection fields: `path` (primary key), `label` and `score` (the top-1 prediction),
-`duration`, and `vector` (the model's feature, COSINE index). Paths are stored as `paths.stored` writes them.
+(`http://host:19530`).
 
 A VARCHAR field holds at most its `max_length` characters (code points, as Milvus counts them). A new collection's
-`path` and `label` fields are sized for the run's paths and the model's labels (at least 4096 and 512 characters);
-before any video is processed, `check_capacity` refuses a run whose paths or labels the collection cannot hold (an
-existing collection made with smaller fields, or a value beyond Milvus's largest VARCHAR, 65,535 characters), so a
-sync never fails on them.
+`path` and `label` fields are sized for the run's paths and the model's labels (at least 4096 and 512 characters,
+`id` 21 more than `path`); before any video is processed, `check_capacity` refuses a run whose paths or labels the
+collection cannot hold (an existing collection made with smaller fields, or a value beyond Milvus's largest
+VARCHAR, 65,535 characters), so a sync never fails on them.
 
 A collection mirrors one output file: collection properties record the settings its vectors were made with
 (`OperatorSpec.signature()`: model, weights by SHA-256, top-k, options) and the output file, and after each run it
 holds exactly the output's processed rows. Indexing other settings or another output into it is refused; a search
-with another model is refused instead of returning nonsense.
+with another model is refused instead of returning nonsense. A live stream (`prepare`, then `upsert` as windows
+complete) records its output the same way and only adds windows.
 
-A moments collection (`moments=True`, from `index --window`) holds one entity per window: `id` (primary key,
-`<path>#<start_ms>`), `path`, `start_ms`, `end_ms` (int64, ms on the video's clock), `label`, `score` (the
-window's top-1), `vector` (COSINE index). It mirrors its output the same way, window by window: re-indexing a
-video replaces all its windows, and windows that no longer exist are deleted. A collection records its kind
-(`timesformer.kind`); searching or syncing the other kind is refused.
+Collections written by earlier versions: a moments collection (`index --window`; it also has a `timesformer.kind`
+property, ignored now) has this schema and is read and written as it is. A per-video collection (primary key
+`path`, one entity per video) is refused with `LegacyCollectionError`, which says how to make it again.
 
 Paths are strings of any characters (quotes, backslashes, newlines). pymilvus's delete-by-ids pastes them into a
 filter expression unescaped, so deletions here build the expression themselves with `string_literal`.
@@ -30,24 +36,31 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .checks import is_url
-from .errors import MilvusCapacityError, MilvusCollectionError, MilvusInUseError, MilvusUnavailableError
+from .errors import (
+    LegacyCollectionError,
+    MilvusCapacityError,
+    MilvusCollectionError,
+    MilvusInUseError,
+    MilvusUnavailableError,
+)
 from .paths import readable, stored
 
 # VARCHAR sizes (max_length) are in characters, as Milvus counts them.
 PATH_LENGTH = 4096  # the path field's least size (Linux PATH_MAX); more when a run's paths need it
 LABEL_LENGTH = 512  # the label field's least size; more when the model's labels need it
 VARCHAR_LIMIT = 65_535  # the largest max_length Milvus allows a VARCHAR field
-_KEY_SUFFIX = 21  # a moment id's '#' and start_ms (up to 20 digits)
+_KEY_SUFFIX = 21  # an id's '#' and start_ms (up to 20 digits)
 _MODEL_PROPERTY = 'timesformer.model'  # collection properties (Milvus Lite does not keep descriptions)
 _SETTINGS_PROPERTY = 'timesformer.settings'
 _OUTPUT_PROPERTY = 'timesformer.output'
-_KIND_PROPERTY = 'timesformer.kind'  # 'moments'; absent on a per-video collection
-KEY_LENGTH = PATH_LENGTH + _KEY_SUFFIX  # a moment's id: path, '#', start_ms
+KEY_LENGTH = PATH_LENGTH + _KEY_SUFFIX  # the id field's least size: path, '#', start_ms
+_OUTPUT_FIELDS = ['path', 'start_ms', 'end_ms', 'label', 'score']  # what a search returns of each window
 _BATCH = 500  # entities per upsert call
 _FILTER_CHARS = 1 << 16  # characters of paths per delete expression
 # The escapes both Milvus's expression grammar and Milvus Lite's parser read; every other character stands for itself.
@@ -65,19 +78,26 @@ def in_filter(field: str, values: Sequence[str]) -> str:
 
 
 def moment_id(path: str, start_ms: int) -> str:
-    """A moment's primary key: its video's path and start (the part after the last '#' is the start)."""
+    """A window's primary key (a whole video's too): its video's path and start in ms (the part after the last '#'
+    is the start)."""
     return f'{path}#{int(start_ms)}'
 
 
-def needed_lengths(paths: Iterable[str], labels: Iterable[str], moments: bool = False) -> dict[str, tuple[int, str]]:
+def window(row: dict[str, Any]) -> tuple[int, int]:
+    """A processed row's window `(start_ms, end_ms)`. A row without one (of an output written before whole videos
+    had windows: `start_ms` null) is its video's one window, `[0, duration)`, its end rounded up to a ms."""
+    if row.get('start_ms') is not None:
+        return int(row['start_ms']), int(row['end_ms'])
+    return 0, math.ceil(float(row['duration']) * 1000)
+
+
+def needed_lengths(paths: Iterable[str], labels: Iterable[str]) -> dict[str, tuple[int, str]]:
     """The VARCHAR lengths (characters) that `paths` (stored, `paths.stored`) and `labels` need: {field: (length,
-    the longest value)}, for `path` and `label`, and `id` in a moments collection (the path, '#', start_ms)."""
+    the longest value)}, for `path`, `label` and `id` (the path, '#', start_ms)."""
     longest_path = max(paths, key=len, default='')
     longest_label = max(labels, key=len, default='')
-    need = {'path': (len(longest_path), longest_path), 'label': (len(longest_label), longest_label)}
-    if moments:
-        need['id'] = (need['path'][0] + _KEY_SUFFIX, longest_path)
-    return need
+    return {'path': (len(longest_path), longest_path), 'label': (len(longest_label), longest_label),
+            'id': (len(longest_path) + _KEY_SUFFIX, longest_path)}
 
 
 def check_limits(need: dict[str, tuple[int, str]]) -> None:
@@ -91,11 +111,9 @@ def check_limits(need: dict[str, tuple[int, str]]) -> None:
                                       f'holds ({VARCHAR_LIMIT}), for the collection\'s {field!r}; it is {what}')
 
 
-def _field_sizes(need: dict[str, tuple[int, str]], moments: bool) -> dict[str, int]:
+def _field_sizes(need: dict[str, tuple[int, str]]) -> dict[str, int]:
     """max_length of each VARCHAR field of a new collection: at least the defaults, at least what `need` says."""
-    least = {'path': PATH_LENGTH, 'label': LABEL_LENGTH}
-    if moments:
-        least['id'] = KEY_LENGTH
+    least = {'id': KEY_LENGTH, 'path': PATH_LENGTH, 'label': LABEL_LENGTH}
     return {field: max(size, need.get(field, (0, ''))[0]) for field, size in least.items()}
 
 
@@ -183,17 +201,20 @@ def _quiet_lite_server(uri: str):
 
 class MilvusStore:
     """One collection. Raises `MilvusInUseError` when a Milvus Lite `.db` is open in another process,
-    `MilvusUnavailableError` when Milvus cannot be opened otherwise."""
+    `MilvusUnavailableError` when Milvus cannot be opened otherwise.
 
-    def __init__(self, uri: str, collection: str = 'videos', token: str | None = None, moments: bool = False):
+    A batch job calls `sync` once its output is complete; a live stream calls `prepare` once, then `upsert` as its
+    windows complete."""
+
+    key = 'id'  # the primary key field: `moment_id(path, start_ms)`
+
+    def __init__(self, uri: str, collection: str = 'videos', token: str | None = None):
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
 
         self.uri = resolve_uri(uri)
         self.collection = collection
-        self.moments = moments
-        self.kind = 'moments' if moments else 'videos'
-        self.key = 'id' if moments else 'path'  # the primary key field
+        self._lengths: dict[str, int] | None = None  # the VARCHAR sizes of the collection `prepare` checked
         try:
             # Milvus Lite logs a traceback of its own when it cannot start; the error below says it in one line.
             with _quiet_logger(self.uri, 'milvus_lite'):
@@ -228,18 +249,20 @@ class MilvusStore:
         settings = properties.get(_SETTINGS_PROPERTY)
         lengths = {f['name']: int(f['params']['max_length']) for f in description['fields']
                    if 'max_length' in (f.get('params') or {})}
+        keys = [f['name'] for f in description['fields'] if f.get('is_primary')]
         return {'model': properties.get(_MODEL_PROPERTY), 'dim': int(dims[0]) if dims else None,
                 'settings': None if settings is None else json.loads(settings),
-                'output': properties.get(_OUTPUT_PROPERTY), 'kind': properties.get(_KIND_PROPERTY, 'videos'),
-                'lengths': lengths}
+                'output': properties.get(_OUTPUT_PROPERTY), 'key': keys[0] if keys else None, 'lengths': lengths}
 
-    def _check_kind(self, info: dict[str, Any]) -> None:
-        if info['kind'] != self.kind:
-            hint = ('search it with --moments' if info['kind'] == 'moments'
-                    else 'index moments (--window) into another --collection, e.g. --collection moments')
-            raise MilvusCollectionError(
-                f'Milvus collection {self.collection!r} at {self.uri} holds {info["kind"]} (one entity per '
-                f'{"window" if info["kind"] == "moments" else "video"}), not {self.kind}; {hint}')
+    def _legacy(self, info: dict[str, Any]) -> LegacyCollectionError | None:
+        """The error for a collection of an earlier version's per-video schema (keyed by path); None otherwise."""
+        if info['key'] == self.key:
+            return None
+        return LegacyCollectionError(
+            f'Milvus collection {self.collection!r} at {self.uri} was written by an older timesformer-videos (one '
+            f'entity per video, keyed by {info["key"]!r}; now every entity is a window, keyed by {self.key!r}); '
+            f'run the index command that made it with a new --collection (its output\'s rows are copied in, no '
+            f'video is processed again) and search that, or pass --overwrite to index again into this one')
 
     def _check_model(self, info: dict[str, Any], model: str, dim: int) -> None:
         if info.get('dim') != dim or info.get('model', model) != model:
@@ -265,10 +288,10 @@ class MilvusStore:
                     + describe(changed))
         return None
 
-    def _too_small(self, info: dict[str, Any], need: dict[str, tuple[int, str]]) -> str | None:
-        """Why this collection's VARCHAR fields cannot hold the values of `need`; None when they can."""
-        short = [(field, info['lengths'][field], *need[field]) for field in need
-                 if field in info['lengths'] and need[field][0] > info['lengths'][field]]
+    def _too_small(self, lengths: dict[str, int], need: dict[str, tuple[int, str]]) -> str | None:
+        """Why VARCHAR fields of these `lengths` cannot hold the values of `need`; None when they can."""
+        short = [(field, lengths[field], *need[field]) for field in need
+                 if field in lengths and need[field][0] > lengths[field]]
         if not short:
             return None
         return (f'Milvus collection {self.collection!r} at {self.uri} cannot hold this run\'s values: '
@@ -280,7 +303,7 @@ class MilvusStore:
         (`needed_lengths`). `replace_output`: with --overwrite, the output whose collection may be made again."""
         check_limits(need)
         info = self._info()
-        problem = None if info is None else self._too_small(info, need)
+        problem = None if info is None else self._too_small(info['lengths'], need)
         if problem is None or (replace_output is not None and info['output'] == replace_output):
             return
         raise MilvusCapacityError(
@@ -290,14 +313,17 @@ class MilvusStore:
 
     def check_compatible(self, settings: dict[str, Any], dim: int, output: str, replace: bool = False) -> None:
         """Raise `MilvusCollectionError` now, before hours of indexing, unless `sync` will be able to mirror
-        `output` (made with `settings`) in this collection. `replace` (--overwrite): a collection of this same output
-        made with other settings is to be replaced."""
+        `output` (made with `settings`) in this collection (`LegacyCollectionError` for a collection of an earlier
+        version's schema). `replace` (--overwrite): a collection of this same output made with other settings (or
+        an earlier schema) is to be replaced."""
         info = self._info()
-        if info is None:
+        if info is None or (replace and info['output'] == output):
             return
-        self._check_kind(info)
+        legacy = self._legacy(info)
+        if legacy is not None:
+            raise legacy
         problem = self._problem(info, settings, dim, output)
-        if problem is None or (replace and info['output'] == output):
+        if problem is None:
             return
         if info['output'] == output:
             raise MilvusCollectionError(
@@ -306,38 +332,72 @@ class MilvusStore:
         raise MilvusCollectionError(f'{problem}. Index into another --collection (one per output file) or another '
                                     f'--milvus database.')
 
+    def prepare(self, settings: dict[str, Any], dim: int, output: str, labels: Iterable[str] = (),
+                paths: Iterable[str] = (), replace: bool = False) -> None:
+        """Make the collection ready to take windows of `output` made with `settings` (`OperatorSpec.signature()`)
+        as `dim`-d vectors: create it, its VARCHAR fields sized for `paths` (stored, `paths.stored`) and `labels`
+        (every label the model can give, so that later rows fit too), or check the one there.
+
+        `output`: what the collection holds the rows of (the output file as `paths.stored` writes it; for a live
+        stream without one, its source). `replace` (--overwrite): a collection of this output made with other
+        settings, fields too small or an earlier schema is dropped and made again. Raises, before writing anything,
+        `LegacyCollectionError`, `MilvusCollectionError` (other settings or output) or `MilvusCapacityError` (a
+        value too long)."""
+        need = needed_lengths(paths, labels)
+        self.check_compatible(settings, dim, output, replace)
+        self.check_capacity(need, output if replace else None)
+        info = self._info()
+        if info is not None and (self._legacy(info) or self._problem(info, settings, dim, output)
+                                 or self._too_small(info['lengths'], need)):
+            self.client.drop_collection(self.collection)  # with `replace`, of this output: the checks above passed
+            info = None
+        if info is None:
+            self._create(settings, dim, output, need)
+            info = self._info()
+        self._lengths = info['lengths']
+
+    def upsert(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert each processed row (a feature and no error) as its window's entity, replacing the entity of the
+        same path and start; visible to a search at once. Rows are dicts with `path`, `start_ms`, `end_ms`,
+        `labels`, `scores`, `feature` (`results.COLUMNS`). Returns how many were written. Call `prepare` first (else
+        `MilvusCollectionError`); a path or label longer than the collection's fields raises `MilvusCapacityError`
+        before any is written."""
+        if self._lengths is None:
+            raise MilvusCollectionError(f'Milvus collection {self.collection!r} at {self.uri}: call prepare(settings, '
+                                        f'dim, output) before upsert')
+        entities = [_entity(row) for row in rows if row.get('error') is None and row.get('feature') is not None]
+        problem = self._too_small(self._lengths, needed_lengths([e['path'] for e in entities],
+                                                                [e['label'] for e in entities]))
+        if problem is not None:
+            raise MilvusCapacityError(f'{problem}; write them into another --collection')
+        for start in range(0, len(entities), _BATCH):
+            self.client.upsert(self.collection, entities[start:start + _BATCH])
+        return len(entities)
+
     def _create(self, settings: dict[str, Any], dim: int, output: str, need: dict[str, tuple[int, str]]) -> None:
         from pymilvus import DataType
 
         model = settings['model_name']
-        sizes = _field_sizes(need, self.moments)
+        sizes = _field_sizes(need)
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False,
-                                           description=f'TimeSformer {self.kind} embeddings ({model})')
-        if self.moments:
-            schema.add_field('id', DataType.VARCHAR, is_primary=True, max_length=sizes['id'])
-            schema.add_field('path', DataType.VARCHAR, max_length=sizes['path'])
-            schema.add_field('start_ms', DataType.INT64)
-            schema.add_field('end_ms', DataType.INT64)
-        else:
-            schema.add_field('path', DataType.VARCHAR, is_primary=True, max_length=sizes['path'])
+                                           description=f'TimeSformer window embeddings ({model})')
+        schema.add_field('id', DataType.VARCHAR, is_primary=True, max_length=sizes['id'])
+        schema.add_field('path', DataType.VARCHAR, max_length=sizes['path'])
+        schema.add_field('start_ms', DataType.INT64)
+        schema.add_field('end_ms', DataType.INT64)
         schema.add_field('label', DataType.VARCHAR, max_length=sizes['label'])
         schema.add_field('score', DataType.FLOAT)
-        if not self.moments:
-            schema.add_field('duration', DataType.FLOAT)
         schema.add_field('vector', DataType.FLOAT_VECTOR, dim=dim)
         index = self.client.prepare_index_params()
         index.add_index(field_name='vector', index_type='AUTOINDEX', metric_type='COSINE')
         properties = {_MODEL_PROPERTY: model, _SETTINGS_PROPERTY: json.dumps(settings, sort_keys=True),
                       _OUTPUT_PROPERTY: output}
-        if self.moments:
-            properties[_KIND_PROPERTY] = 'moments'
-        with _quiet_lite_server(self.uri):
-            self.client.create_collection(self.collection, schema=schema, index_params=index, properties=properties)
+        with _quiet_lite_server(self.uri):  # Strong: a search sees every upsert before it (a live stream's too)
+            self.client.create_collection(self.collection, schema=schema, index_params=index, properties=properties,
+                                          consistency_level='Strong')
 
     def paths(self, batch: int = 1000) -> set[str]:
-        """Every video path in the collection (of a moments collection: every path with a window)."""
-        if not self.moments:
-            return self.keys(batch)
+        """Every video path in the collection (every path with a window)."""
         return {key.rsplit('#', 1)[0] for key in self.keys(batch)}
 
     def keys(self, batch: int = 1000) -> set[str]:
@@ -357,8 +417,8 @@ class MilvusStore:
             last = max(page)  # Milvus orders strings by UTF-8 bytes, which is code point order
 
     def delete(self, keys: Iterable[str]) -> None:
-        """Delete the entities of `keys` (paths; moment ids) by an expression built with escaped literals, in
-        bounded batches."""
+        """Delete the entities of `keys` (`moment_id`s) by an expression built with escaped literals, in bounded
+        batches."""
         batch: list[str] = []
         size = 0
         for key in keys:
@@ -372,72 +432,47 @@ class MilvusStore:
 
     def sync(self, rows: Iterable[dict[str, Any]], settings: dict[str, Any], dim: int, output: str,
              replace: bool = False, labels: Iterable[str] = ()) -> tuple[int, int]:
-        """Make the collection mirror `output`'s rows: upsert every processed row, delete every other path (failed
-        rows, and videos no longer in the output). Returns (upserted, deleted), counting only entities that existed.
-        With `replace`, a collection of this output made with other settings, or with fields too small for its rows,
-        is dropped and made again. `labels`: every label the model can give, so that a new collection's `label` field
-        holds those of later runs too. Raises `MilvusCapacityError` (before writing) when a value does not fit."""
+        """Make the collection mirror `output`'s rows: upsert every processed row's window, delete every other
+        window (of failed rows, of videos no longer in the output, windows that no longer exist). Returns
+        (upserted, deleted), counting only entities that existed. `replace` and `labels`: as `prepare` takes them.
+        Raises as `prepare` does, before writing."""
         rows = [row for row in rows if row['error'] is None and row['feature'] is not None]
-        need = needed_lengths([row['path'] for row in rows], [*labels, *(row['labels'][0] for row in rows)],
-                              self.moments)
-        self.check_capacity(need, output if replace else None)
-        info = self._info()
-        if info is not None:
-            self._check_kind(info)
-            problem = self._problem(info, settings, dim, output) or self._too_small(info, need)
-            if problem is not None:
-                if not (replace and info['output'] == output):
-                    raise MilvusCollectionError(problem)
-                self.client.drop_collection(self.collection)
-                info = None
-        if info is None:
-            self._create(settings, dim, output, need)
-        entities, keep = [], set()
-        for row in rows:
-            top = {'label': row['labels'][0], 'score': float(row['scores'][0]),
-                   'vector': [float(x) for x in row['feature']]}
-            if self.moments:
-                key = moment_id(row['path'], row['start_ms'])
-                entities.append({'id': key, 'path': row['path'], 'start_ms': int(row['start_ms']),
-                                 'end_ms': int(row['end_ms']), **top})
-            else:
-                key = row['path']
-                entities.append({'path': key, 'duration': float(row['duration']), **top})
-            keep.add(key)
-        stale = sorted(self.keys() - keep)
-        for start in range(0, len(entities), _BATCH):
-            self.client.upsert(self.collection, entities[start:start + _BATCH])
+        self.prepare(settings, dim, output, labels=[*labels, *(row['labels'][0] for row in rows)],
+                     paths=[row['path'] for row in rows], replace=replace)
+        stale = sorted(self.keys() - {moment_id(row['path'], window(row)[0]) for row in rows})
+        upserted = self.upsert(rows)
         self.delete(stale)
         # Seal what was written so the vector index covers it: Milvus Lite searches unsealed rows by brute force,
         # 1 s against 0.1 s over 10,000 768-d moments (benchmarks/moments.py).
         self.client.flush(self.collection)
-        return len(entities), len(stale)
+        return upserted, len(stale)
 
     def count(self) -> int:
         self.client.load_collection(self.collection)
         result = self.client.query(self.collection, filter='', output_fields=['count(*)'])
         return int(result[0]['count(*)'])
 
-    def search(self, vector: Sequence[float], k: int, model: str,
-               settings: dict[str, Any] | None = None, filter: str = '') -> list[dict[str, Any]]:  # noqa: A002
-        """The k nearest videos: [{'path', 'distance' (cosine similarity: 1 = same direction), 'label', 'score',
-        'duration'}]; of a moments collection, the k nearest windows: [{'path', 'start_ms', 'end_ms', 'distance',
-        'label', 'score'}]. `filter`: a Milvus scalar expression on the fields (e.g. `label == "archery"`).
+    def search(self, vector: Sequence[float], k: int, model: str, settings: dict[str, Any] | None = None,
+               filter: str = '', per_video: bool = False) -> list[dict[str, Any]]:  # noqa: A002
+        """The k nearest windows, best first: [{'path', 'start_ms', 'end_ms', 'distance' (cosine similarity: 1 =
+        same direction), 'label', 'score'}]; with `per_video`, the best window of each of the k nearest videos (of
+        a collection of whole videos: the k nearest videos). `filter`: a Milvus scalar expression on the fields
+        (e.g. `label == "archery"`), applied before the vector search.
 
         `settings` (`OperatorSpec.signature()` of the query's embedding): when given, the collection's vectors must
-        have been made with the same ones (top-k aside, which does not change a vector; and a moments collection's
-        window and stride, since the query is embedded as one clip), else `MilvusCollectionError`."""
+        have been made with the same ones, top-k, window and stride aside (they do not change how one clip is
+        embedded, and the query is one clip), else `MilvusCollectionError`. Raises ValueError when there is no such
+        collection, `LegacyCollectionError` for one of an earlier version's schema."""
         info = self._info()
         if info is None:
             raise ValueError(f'no collection {self.collection!r} at {self.uri}; index videos into it first '
                              f'(timesformer-videos index ... --milvus {self.uri})')
-        self._check_kind(info)
+        legacy = self._legacy(info)
+        if legacy is not None:
+            raise legacy
         self._check_model(info, model, len(vector))
         if settings is not None and info['settings'] is not None:
-            current = json.loads(json.dumps(settings))
-            saved = info['settings']
-            if self.moments:  # the query is one clip; every window is embedded as one clip the same way
-                saved, current = _without_window(saved), _without_window(current)
+            saved, current = _without_window(info['settings']), _without_window(json.loads(json.dumps(settings)))
             differences = [f'  {key}: {json.dumps(saved.get(key))} there, '
                            f'{json.dumps(current.get(key))} for the query'
                            for key in dict.fromkeys([*saved, *current])
@@ -448,16 +483,18 @@ class MilvusStore:
                     f'than the query\'s:\n' + '\n'.join(differences)
                     + '\nSearch with the model options the collection was indexed with.')
         self.client.load_collection(self.collection)  # a reopened Milvus Lite file starts released
-        if self.moments:
-            hits = self.client.search(self.collection, data=[[float(x) for x in vector]], limit=k, filter=filter,
-                                      search_params={'metric_type': 'COSINE'},
-                                      output_fields=['path', 'start_ms', 'end_ms', 'label', 'score'])[0]
-            return [{'path': hit['entity']['path'], 'start_ms': int(hit['entity']['start_ms']),
-                     'end_ms': int(hit['entity']['end_ms']), 'distance': float(hit['distance']),
-                     'label': hit['entity']['label'], 'score': float(hit['entity']['score'])} for hit in hits]
+        grouping = {'group_by_field': 'path'} if per_video else {}
         hits = self.client.search(self.collection, data=[[float(x) for x in vector]], limit=k, filter=filter,
-                                  search_params={'metric_type': 'COSINE'},
-                                  output_fields=['path', 'label', 'score', 'duration'])[0]
-        return [{'path': hit['entity']['path'], 'distance': float(hit['distance']),
-                 'label': hit['entity']['label'], 'score': float(hit['entity']['score']),
-                 'duration': float(hit['entity']['duration'])} for hit in hits]
+                                  search_params={'metric_type': 'COSINE'}, output_fields=_OUTPUT_FIELDS,
+                                  **grouping)[0]
+        return [{'path': hit['entity']['path'], 'start_ms': int(hit['entity']['start_ms']),
+                 'end_ms': int(hit['entity']['end_ms']), 'distance': float(hit['distance']),
+                 'label': hit['entity']['label'], 'score': float(hit['entity']['score'])} for hit in hits]
+
+
+def _entity(row: dict[str, Any]) -> dict[str, Any]:
+    """A processed row's entity: its window, top-1 label and score, and feature."""
+    start_ms, end_ms = window(row)
+    return {'id': moment_id(row['path'], start_ms), 'path': row['path'], 'start_ms': start_ms, 'end_ms': end_ms,
+            'label': row['labels'][0], 'score': float(row['scores'][0]),
+            'vector': [float(x) for x in row['feature']]}

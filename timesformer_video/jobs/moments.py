@@ -62,7 +62,7 @@ def search_moments(store, vector: Sequence[float], k: int, model: str, settings:
                    label: str | None = None, min_score: float | None = None) -> list[dict[str, Any]]:
     """The k best merged moments: [{'path', 'start_ms', 'end_ms', 'distance', 'label', 'score', 'windows'}].
 
-    `store`: a `MilvusStore(..., moments=True)`. `label`/`min_score` keep only windows whose top-1 label is
+    `store`: a `milvus_store.MilvusStore`. `label`/`min_score` keep only windows whose top-1 label is
     `label` / whose top-1 score is at least `min_score` (a scalar filter in Milvus, before the vector search)."""
     expression = label_filter(label, min_score)
     limit = min(MAX_LIMIT, max(4 * k, 16))

@@ -1,4 +1,5 @@
-"""The job's output: one row per video, written in atomic chunks so that a killed run loses nothing and redoes nothing.
+"""The job's output: one row per window (a whole video is one), written in atomic chunks so that a killed run loses
+nothing and redoes nothing.
 
 In-progress state lives in the sidecar directory `<out>.parts/` beside the output file:
 
@@ -11,7 +12,8 @@ In-progress state lives in the sidecar directory `<out>.parts/` beside the outpu
 
 A row is done once it is in the final output or in a chunk. At the end the final file is assembled from the
 previous output (if any) and the chunks, written to a temporary name in the sidecar, fsynced and renamed over
-`--out`; then the sidecar is removed. A path appears once: a later result for a path replaces an earlier one.
+`--out`; then the sidecar is removed. A path's rows appear once: a later result for a path replaces all earlier
+ones.
 
 A finished output records the settings its rows were made with: in the Parquet file's metadata (`timesformer.job`),
 or for JSONL in `<out>.job.json` beside it. A run that would keep rows made with other settings (or with settings
@@ -36,8 +38,7 @@ import pyarrow.parquet as pq
 from .errors import JobStateError, OutputInUseError, SettingsMismatchError
 
 __all__ = ['JobStateError', 'OutputInUseError', 'SettingsMismatchError', 'ResultStore', 'read_output',
-           'read_settings', 'rows_to_table', 'table_to_rows', 'schema', 'format_for', 'COLUMNS', 'MOMENT_COLUMNS',
-           'FORMATS']
+           'read_settings', 'rows_to_table', 'table_to_rows', 'schema', 'format_for', 'COLUMNS', 'FORMATS']
 
 FORMATS = ('parquet', 'jsonl')
 # One schema for whole videos and windows: a whole video is one row, the window [start of its first frame, end of
@@ -45,20 +46,14 @@ FORMATS = ('parquet', 'jsonl')
 # one row, and on the rows of an output written before windows and videos shared it (read as they are).
 COLUMNS = ('path', 'start_ms', 'end_ms', 'model', 'duration', 'labels', 'scores', 'feature', 'decode_s', 'model_s',
            'error')
-MOMENT_COLUMNS = COLUMNS  # the same columns (the name older code imports)
 _META_KEY = b'timesformer.job'
 
 
-def columns(moments: bool = False) -> tuple[str, ...]:
-    """The output's columns (`moments` is kept for older callers: windows and videos share them)."""
-    return COLUMNS
-
-
-def schema(dim: int, moments: bool = False) -> pa.Schema:
+def schema(dim: int) -> pa.Schema:
     """`feature` is a fixed-size list so that every row's embedding has the model's dimension (768 for ViT-B).
     `start_ms` and `end_ms` (int64 ms on the video's clock, `[start, end)`) follow `path`: a whole video's, or a
     window's; a window's `duration`, `decode_s`, `model_s` are the video's (the decoding split equally among its
-    windows). `moments` is kept for older callers."""
+    windows)."""
     return pa.schema([
         pa.field('path', pa.string(), nullable=False),
         pa.field('start_ms', pa.int64()),
@@ -74,11 +69,10 @@ def schema(dim: int, moments: bool = False) -> pa.Schema:
     ])
 
 
-def rows_to_table(rows: Sequence[dict[str, Any]], dim: int, metadata: dict | None = None,
-                  moments: bool = False) -> pa.Table:
-    data = {name: [row.get(name) for row in rows] for name in columns(moments)}
+def rows_to_table(rows: Sequence[dict[str, Any]], dim: int, metadata: dict | None = None) -> pa.Table:
+    data = {name: [row.get(name) for row in rows] for name in COLUMNS}
     data['feature'] = [None if f is None else np.asarray(f, np.float32) for f in data['feature']]
-    sch = schema(dim, moments)
+    sch = schema(dim)
     if metadata:
         sch = sch.with_metadata({_META_KEY: json.dumps(metadata).encode()})
     return pa.Table.from_pydict(data, schema=sch)
@@ -210,14 +204,13 @@ class ResultStore:
     """
 
     def __init__(self, out: str | Path, dim: int, signature: dict[str, Any], fmt: str | None = None,
-                 overwrite: bool = False, moments: bool = False):
+                 overwrite: bool = False):
         self.out = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
         self.fmt = format_for(self.out, fmt)
         self.parts = self.out.with_name(self.out.name + '.parts')
         self.dim = dim
         self.signature = signature
         self.overwrite = overwrite
-        self.moments = moments  # rows are windows (kept for older callers: a video is all its rows, in one chunk)
         self._lock_file = None
         self._previous: list[dict[str, Any]] = []  # rows of an existing final output
         self._chunks: list[Path] = []
@@ -330,8 +323,8 @@ class ResultStore:
     def rows(self) -> list[dict[str, Any]]:
         """All results so far, a path once (later results win): previous output, then chunks in write order.
 
-        A path's rows are its one row, or with `moments` all its windows: a chunk holds every window of each
-        video in it, and a later chunk's windows of a path replace all earlier ones."""
+        A path's rows are all its windows (one for a whole video): a chunk holds every window of each video in it,
+        and a later chunk's windows of a path replace all earlier ones."""
         by_path: dict[str, list[dict[str, Any]]] = {}
         for row in self._previous:
             by_path.setdefault(row['path'], []).append(row)
@@ -372,7 +365,7 @@ class ResultStore:
             return None
         number = int(self._chunks[-1].stem.split('-')[1]) + 1 if self._chunks else 1
         path = self.parts / f'chunk-{number:06d}.parquet'
-        table = rows_to_table(rows, self.dim, moments=self.moments)
+        table = rows_to_table(rows, self.dim)
         self._atomic_write(path, lambda tmp: _write_table(table, tmp))
         self._chunks.append(path)
         return path
@@ -385,7 +378,7 @@ class ResultStore:
         rows.sort(key=lambda row: rank.get(row['path'], len(rank)))  # stable: earlier rows keep their order
         if self._chunks or not self.out.exists():
             if self.fmt == 'parquet':
-                table = rows_to_table(rows, self.dim, metadata=self.signature, moments=self.moments)
+                table = rows_to_table(rows, self.dim, metadata=self.signature)
                 self._atomic_write(self.out, lambda tmp: _write_table(table, tmp, row_group_size=4096))
             else:
                 record = json.dumps(self.signature, indent=1)

@@ -129,7 +129,7 @@ def _video_engine(job: IndexJob, op, todo: Sequence[str], stack: contextlib.Exit
     from .local_engine import LocalEngine, default_decode_workers
 
     workers = job.decode_workers if job.decode_workers is not None else default_decode_workers()
-    engine = LocalEngine(op, Sampler(spec, job.seek), workers, clips_per_batch(job), spec.model_name, spec.moments)
+    engine = LocalEngine(op, Sampler(spec, job.seek), workers, clips_per_batch(job), spec.model_name)
     videos = engine.run(todo)
     stack.callback(videos.close)  # on an early exit too: the decode workers stop
     return videos
@@ -170,10 +170,10 @@ def _check_milvus(job: IndexJob, milvus: str, collection: str, paths: Sequence[s
     from . import milvus_store
 
     # Every path of this run and every label the model can give must fit the collection's fields.
-    need = milvus_store.needed_lengths(paths, op.cfg.labels, job.spec.moments)
+    need = milvus_store.needed_lengths(paths, op.cfg.labels)
     milvus_store.check_limits(need)
     if milvus_store.exists(milvus):  # opening a missing Milvus Lite file would create it
-        with milvus_store.MilvusStore(milvus, collection, job.milvus_token, moments=job.spec.moments) as index:
+        with milvus_store.MilvusStore(milvus, collection, job.milvus_token) as index:
             index.check_compatible(settings, op.cfg.embed_dim, stored(str(out)), replace=job.overwrite)
             index.check_capacity(need, stored(str(out)) if job.overwrite else None)
 
@@ -243,7 +243,7 @@ def _sync_milvus(job: IndexJob, milvus: str, collection: str, rows, settings, op
     if not is_url(milvus):
         os.makedirs(os.path.dirname(milvus), exist_ok=True)  # as for --out; Milvus Lite creates only the .db
     try:
-        with MilvusStore(milvus, collection, job.milvus_token, moments=job.spec.moments) as index:
+        with MilvusStore(milvus, collection, job.milvus_token) as index:
             return index.sync(rows, settings, op.cfg.embed_dim, stored(str(out)), replace=job.overwrite,
                               labels=op.cfg.labels)
     except (MilvusInUseError, MilvusUnavailableError) as e:
@@ -262,17 +262,17 @@ def run_index(job: IndexJob, log: Callable[[str], None] = _stderr) -> IndexSumma
     The stages: the inputs (`inputs.expand`, less what the output already holds) -> decode -> model -> rows
     (the engine: `local_engine` or `ray_engine`) -> atomic chunks (`results.ResultStore`) -> the final output ->
     optionally Milvus. Errors of the job itself (no inputs, weights unavailable, a bad checkpoint, an output held
-    by another job) raise; a video that fails is a row with its `error`. With `spec.moments` (`window`/`stride` in
-    its options) the rows are windows (`results.MOMENT_COLUMNS`), a video counts as done once all its windows are
-    written, and the Milvus collection holds one entity per window.
+    by another job) raise; a video that fails is a row with its `error`. A row is a window (`results.COLUMNS`):
+    a whole video is one, and with `window`/`stride` in the spec's options (`spec.moments`) a video is one row per
+    window; a video counts as done once all its rows are written, and the Milvus collection holds one entity per
+    row.
     """
     started = time.perf_counter()
     paths, milvus = _preflight(job, log)
     op = build_classifier(job.spec)  # fails fast, once, on missing weights or bad settings (for Ray too)
     settings = job.spec.signature()
     collection = job.collection or ('moments' if job.spec.moments else 'videos')
-    store = ResultStore(job.out, op.cfg.embed_dim, settings, fmt=job.fmt, overwrite=job.overwrite,
-                        moments=job.spec.moments)
+    store = ResultStore(job.out, op.cfg.embed_dim, settings, fmt=job.fmt, overwrite=job.overwrite)
     store.check()  # read-only: a refused run changes nothing
     if milvus is not None:
         _check_milvus(job, milvus, collection, paths, op, settings, store.out)
