@@ -14,6 +14,7 @@ clip of 8 frames from a long MP4 therefore costs a few GOPs of decoding and 8 RG
 
 import bisect
 import collections.abc
+import concurrent.futures
 import dataclasses
 import errno
 import fractions
@@ -78,6 +79,10 @@ class VideoDecoder:
         seek: 'exact' (the frames asked for) or 'keyframes' (an approximate fast path: `take` and the sampled calls
             give, for each frame asked for, the keyframe at or before it, decoding only keyframes; a frame with no
             seekable keyframe at or before it is read exactly).
+        threads: how many threads one `take` may decode with (None: every core this process may use): the seeks it
+            needs are split into runs of whole GOPs, each decoded in its own container, so 8 frames spread over a
+            video decode on several cores at once; the frames are the same. 1 for a process that is itself one of
+            several decoding side by side (the batch job's decode workers).
 
     Argument errors raise `ValueError` here, not at the first call. A frame is an RGB uint8 `(H, W, 3)` array at the
     displayed orientation; its times are the `LazyFrames`' `times` (exact seconds) and `timestamps` (ms since the
@@ -86,7 +91,7 @@ class VideoDecoder:
     """
 
     def __init__(self, start_time=None, end_time=None, sample_type=None, args=None, timeout=TIMEOUT_S, *,
-                 include_end=False, index='auto', seek='exact'):
+                 include_end=False, index='auto', seek='exact', threads=None):
         self._start = _seconds('start_time', start_time, default=0)
         self._end = _seconds('end_time', end_time, default=None)
         self._include_end = bool(include_end)
@@ -101,7 +106,9 @@ class VideoDecoder:
             raise ValueError(f'index must be one of {INDEX_METHODS}, got {index!r}')
         if seek not in SEEK_MODES:
             raise ValueError(f'seek must be one of {SEEK_MODES}, got {seek!r}')
-        self._index_method, self._seek = index, seek
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f'threads must be None (every usable core) or an integer of at least 1, got {threads!r}')
+        self._index_method, self._seek, self._threads = index, seek, threads
 
     def __call__(self, path):
         """A video file path, image-sequence pattern or http(s) URL -> its frames: a `LazyFrames`
@@ -160,7 +167,7 @@ class VideoDecoder:
             stop = bisect.bisect_left(ticks, math.ceil(ticks[0] + self._end / index.time_base))
         stop = max(first, stop)
         reaches_end = index.error is not None and stop == len(ticks)
-        return LazyFrames(index, range(first, stop), index.error if reaches_end else None, self._seek)
+        return LazyFrames(index, range(first, stop), index.error if reaches_end else None, self._seek, self._threads)
 
 
 class LazyFrames(collections.abc.Sequence):
@@ -170,10 +177,11 @@ class LazyFrames(collections.abc.Sequence):
     `error` is set when the window runs into the unreadable tail of a truncated video: `len` counts only the
     readable frames, and indexing past them raises it (a `TruncatedVideoError`, also an `IndexError`).
     `seek` ('exact' or 'keyframes') is what `take` gives (`VideoDecoder`); indexing and iterating are always exact.
+    `threads`: how many threads a `take` may decode with (`VideoDecoder`).
     """
 
-    def __init__(self, index, positions, error=None, seek='exact'):
-        self._index, self._positions, self.error, self.seek = index, positions, error, seek
+    def __init__(self, index, positions, error=None, seek='exact', threads=None):
+        self._index, self._positions, self.error, self.seek, self.threads = index, positions, error, seek, threads
 
     def __len__(self):
         return len(self._positions)
@@ -182,7 +190,7 @@ class LazyFrames(collections.abc.Sequence):
         if isinstance(item, slice):
             positions = self._positions[item]
             keeps_tail = item.step in (None, 1) and (item.stop is None or item.stop >= len(self))
-            return LazyFrames(self._index, positions, self.error if keeps_tail else None, self.seek)
+            return LazyFrames(self._index, positions, self.error if keeps_tail else None, self.seek, self.threads)
         return self.get_frame_at(item).data
 
     def __iter__(self):
@@ -237,7 +245,7 @@ class LazyFrames(collections.abc.Sequence):
         return self._exact_frames([self._position(i)])[0]
 
     def _exact_frames(self, positions):
-        decoded = dict(_decode(self._index, sorted(set(positions))))
+        decoded = dict(_decode_spread(self._index, sorted(set(positions)), self.threads))
         return [decoded[p] for p in positions]
 
     @property
@@ -731,6 +739,48 @@ def _decode(index, positions):
     if done < len(positions):
         rest = positions[done:]
         yield from _as_decoded(index, rest) if index.sequential else _decode_from_start(index, rest)
+
+
+def _decode_spread(index, positions, threads):
+    """`_decode`'s (position, `Frame`) pairs for increasing `positions`, as a list, the seeks spread over up to
+    `threads` threads (None: every usable core). Each thread decodes one run of whole seek groups (`_runs`) in a
+    container of its own; a group starts with the seek the one-thread walk would make there, so the frames are the
+    same, and a run's error is raised after the frames of the runs before it, where that walk would raise it. FFmpeg
+    releases the GIL while it decodes and converts, so the runs use as many cores."""
+    runs = _runs(index, positions, threads or _usable_cores())
+    if len(runs) < 2:
+        return list(_decode(index, positions))
+    with concurrent.futures.ThreadPoolExecutor(len(runs), thread_name_prefix='take') as pool:
+        futures = [pool.submit(lambda run=run: list(_decode(index, run))) for run in runs]
+        return [pair for future in futures for pair in future.result()]
+
+
+def _runs(index, positions, count):
+    """`positions` cut into at most `count` runs of whole seek groups (`_seek_group`), each run decoding about the
+    same number of frames (a group decodes from the keyframe before its first frame to its last)."""
+    if count < 2 or len(positions) < 2 or not index.keyframes or index.sequential:
+        return [positions]
+    groups, done = [], 0
+    while done < len(positions):
+        groups.append(_seek_group(index, positions, done))
+        done += len(groups[-1])
+    costs = [group[-1] - (index.keyframe_before(group[0]) or 0) + 1 for group in groups]
+    share = sum(costs) / min(count, len(groups))
+    runs, run, spent = [], [], 0
+    for group, cost in zip(groups, costs):
+        if run and spent + cost / 2 > share * (len(runs) + 1):  # this group lies mostly past the run's share
+            runs.append(run)
+            run = []
+        run, spent = run + group, spent + cost
+    return runs + [run]
+
+
+def _usable_cores():
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 _SEEK_TRIES = 3  # seeks tried (each from an earlier keyframe) before decoding forward from the start

@@ -85,17 +85,20 @@ def scale_short_side(clip: torch.Tensor, size: int, channel_order: str = 'RGB') 
     """uint8 `(T, H, W, 3)` RGB -> float `(T, 3, h, w)` in [0, 1], the model's channel order, short side `size`.
 
     Frame by frame: only one full-size float frame exists at a time (8 frames of 8K video are 0.8 GB as uint8 but
-    3.2 GB as float32; converting the whole clip at once peaked at +4 GB RSS)."""
+    3.2 GB as float32; converting the whole clip at once peaked at +4 GB RSS). The 3 channels are scaled as a batch
+    of 3 one-channel images: the same numbers at any torch thread count (a `(1, 3, H, W)` input gave results 1 ulp
+    apart on 1 thread and on several), so the batch job's decode workers (1 thread each) make the views this
+    process would."""
     t, h, w = clip.shape[:3]
     new_h, new_w = short_side_size(h, w, size)
     scaled = torch.empty((t, 3, new_h, new_w), dtype=torch.float32)
     for i, frame in enumerate(clip):  # (H, W, 3) uint8
         if channel_order == 'BGR':
             frame = frame.flip(-1)
-        x = frame.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)  # (1, 3, H, W)
+        x = frame.permute(2, 0, 1).unsqueeze(1).float().div_(255.0)  # (3, 1, H, W)
         if (new_h, new_w) != (h, w):
             x = F.interpolate(x, size=(new_h, new_w), mode='bilinear', align_corners=False)
-        scaled[i] = x[0]
+        scaled[i] = x[:, 0]
     return scaled
 
 

@@ -3,7 +3,8 @@
 A clip is a whole video (`[0, duration)`, no window asked) or one window of it (`window`/`stride` in the operator's
 options). For each clip only its sampled frames are decoded (`LazyFrames.take`: one forward pass from the keyframe
 before them), with the model record's sampling rule (`ClipTransform.indices`); the model stage later scales, crops
-and normalises them. A long video is cut into parts of `CLIPS_PER_PART` windows, each decoded by its own task, so a
+and normalises them (`Sampler.views`: in the decode worker, so the model process only stacks them and runs the
+forward). A long video is cut into parts of `CLIPS_PER_PART` windows, each decoded by its own task, so a
 task's memory does not grow with the video's length.
 
 Runs where the decoding runs: in a worker process of the local engine, in a Ray CPU task, or in the calling
@@ -35,12 +36,14 @@ def error_text(error: BaseException) -> str:
 class Clip:
     """One clip's decoded frames: uint8 RGB `(T, H, W, 3)`, or a list of T `(H, W, 3)` arrays when the video
     changes size inside the clip. `start_ms`/`end_ms`: the window on the video's clock (a whole video is one).
-    `times`: the sampled frames' presentation times (s)."""
+    `times`: the sampled frames' presentation times (s). `views`: the model's input made from the frames
+    (`Sampler.views`: float32 `(num_crops, 3, T, S, S)`), which then replaces them (`frames` None)."""
 
-    frames: np.ndarray | list[np.ndarray]
+    frames: np.ndarray | list[np.ndarray] | None
     times: list[float]
     start_ms: int | None = None
     end_ms: int | None = None
+    views: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -66,10 +69,11 @@ class Sampler:
     """Which frames each clip of a video needs, and decoding them (`decode(path, part)`).
 
     `spec`: the operator's recipe (its record's `num_frames`, `sampling`, `window`, `stride`); `seek`: 'exact' or
-    'keyframes' (`VideoDecoder`). Raises ValueError for options out of range (as the operator would)."""
+    'keyframes', `threads`: threads one video's read may decode with (`VideoDecoder`; 1 in a decode worker, one of
+    several side by side). Raises ValueError for options out of range (as the operator would)."""
 
     def __init__(self, spec: OperatorSpec, seek: str = 'exact', start: float | None = None,
-                 end: float | None = None):
+                 end: float | None = None, threads: int | None = None):
         from ..decode import VideoDecoder
         from ..transform import ClipTransform
         from ..windows import check_window
@@ -81,11 +85,15 @@ class Sampler:
         self.transform = ClipTransform(get_cfg(spec.model_name), options.get('num_crops', 1),
                                        options.get('sampling', 'uniform'))
         self.window_ms, self.stride_ms = check_window(options.get('window'), options.get('stride'))
-        self.decoder = VideoDecoder(start_time=start, end_time=end, seek=seek)
-        self.spec, self.seek, self.start, self.end = spec, seek, start, end
+        self.decoder = VideoDecoder(start_time=start, end_time=end, seek=seek, threads=threads)
+        self.spec, self.seek, self.start, self.end, self.threads = spec, seek, start, end, threads
 
     def __reduce__(self):  # rebuilt where it is unpickled: the decoder and transform are cheap to make
-        return Sampler, (self.spec, self.seek, self.start, self.end)
+        return Sampler, (self.spec, self.seek, self.start, self.end, self.threads)
+
+    def single_threaded(self) -> Sampler:
+        """This sampler decoding each video on one thread: for a decode worker, one of several side by side."""
+        return Sampler(self.spec, self.seek, self.start, self.end, threads=1)
 
     def decode(self, path: str, part: int = 0) -> VideoPart:
         """The clips of part `part` of the video at a stored path (`paths.stored`); never raises for the video's
@@ -103,6 +111,19 @@ class Sampler:
         stopped = getattr(frames, 'error', None)
         return VideoPart(path, part, first, clips, last, float(frames.duration), time.perf_counter() - started,
                          stopped=None if stopped is None else error_text(stopped))
+
+    def views(self, part: VideoPart) -> VideoPart:
+        """`part` with each clip's frames replaced by the model's views (`ClipTransform.views`, the numbers the
+        model stage would make), in place: the decode workers make them, so the model process gets 4.8 MB of views
+        per ViT-B clip instead of 22 MB of 720p frames, and no transform to run. A clip whose frames the transform
+        refuses keeps them: the model stage then records its error against it."""
+        for clip in part.clips:
+            try:
+                clip.views = self.transform.views(frames_tensor(clip.frames)).numpy()
+            except Exception:  # noqa: BLE001 - the model stage raises it again and records it against the clip
+                continue
+            clip.frames = None
+        return part
 
     def _whole(self, frames) -> Clip:
         """The video as one window: from its first frame's time (rounded down to a ms) to the end of its last
@@ -132,6 +153,15 @@ class Sampler:
         clips = [_clip(stack_frames(by_index, pick), [float(times.times[i]) for i in pick], span.start_ms,
                        span.end_ms) for span, pick in zip(spans, picks)]
         return clips, first, last
+
+
+def frames_tensor(frames: np.ndarray | list[np.ndarray]):
+    """A clip's uint8 frames as what `ClipTransform.views` takes: one `(T, H, W, 3)` tensor, or a list of T."""
+    import torch
+
+    if isinstance(frames, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(frames))
+    return [torch.from_numpy(np.ascontiguousarray(frame)) for frame in frames]
 
 
 def _clip(stacked, times, start_ms=None, end_ms=None) -> Clip:

@@ -1,7 +1,7 @@
 """The local engine: decoding in worker processes, the model in this process, batches of clips across videos.
 
     paths --(decode tasks: path, part)--> decode workers (`decoding.Sampler`, one process each)
-          --(uint8 clips)--> model (`model_stage.ClipModel`, `batch_size` clips per forward, from any videos)
+          --(clips' views)--> model (`model_stage.ClipModel`, `batch_size` clips per forward, from any videos)
           --(clip results)--> rows (`rows.VideoRows`) --> one list of rows per finished video, in input order
 
 Bounded: at most `2 * decode_workers` decode tasks are in flight (each one part: a whole video's clip, or up to
@@ -12,9 +12,12 @@ torch and `fork` do not mix; they do not import the caller's main script (`_bare
 
 `default_decode_workers(device)`: every core this process may use, on the CPU as with a GPU. Measured on a 2-core
 AMD EPYC (benchmarks/pipeline.py): with a fast model the job is decode-bound and each added worker adds a core of
-decoding; with ViT-B on the CPU the model is the bottleneck and the workers' decoding overlaps it. On a GPU machine
-the model process mostly waits for the GPU, so every core decodes: one GPU needs about `decode core-seconds per
-clip x clips/s of the GPU` cores (benchmarks/README.md); give more GPUs more cores, or use the Ray engine.
+decoding (the workers also make the model's views, so the model process needs 0.04-0.06 CPU seconds per video
+against their 0.34-0.40; a worker more than the cores adds nothing); with ViT-B on the CPU the model is the
+bottleneck and the workers' decoding overlaps it. On a GPU machine the model process mostly waits for the GPU, so
+every core decodes: one GPU needs about `decode core-seconds per clip x clips/s of the GPU` cores (about 400 for
+exact sampling of 720p H.264 on an H100-class GPU, benchmarks/README.md); give more GPUs more cores, or use the Ray
+engine.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def _start_worker(sampler: Sampler) -> None:
     import torch
 
     torch.set_num_threads(1)  # the workers decode; the model process keeps torch's threads
-    _sampler = sampler
+    _sampler = sampler.single_threaded()  # the workers decode side by side, one core each
     parent = multiprocessing.parent_process()
     if parent is not None:  # a job killed with SIGKILL cannot stop its workers: each stops itself
         threading.Thread(target=_exit_with, args=(parent,), daemon=True, name='parent-watch').start()
@@ -69,7 +72,7 @@ def _exit_with(parent) -> None:
 
 
 def _decode(path: str, part: int) -> VideoPart:
-    return _sampler.decode(path, part)
+    return _sampler.views(_sampler.decode(path, part))  # the model process gets the model's input, not frames
 
 
 @contextlib.contextmanager
@@ -119,12 +122,12 @@ class LocalEngine:
     `op`: the classifier (built once by the caller); `sampler`: what to decode; `decode_workers`: processes (0: a
     thread here); `batch_size`: clips per forward."""
 
-    def __init__(self, op, sampler: Sampler, decode_workers: int, batch_size: int, model: str, moments: bool):
+    def __init__(self, op, sampler: Sampler, decode_workers: int, batch_size: int, model: str):
         count('decode_workers', decode_workers, minimum=0)
         count('batch_size', batch_size)
         self.model, self.sampler = ClipModel(op), sampler
         self.decode_workers, self.batch_size = decode_workers, batch_size
-        self.model_name, self.moments = model, moments
+        self.model_name = model
 
     def run(self, paths: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
         """Each video's rows, in the order of `paths` (a video decoded early waits, as rows, for those before it;
@@ -139,7 +142,7 @@ class LocalEngine:
                 yield finished.pop(i)
 
     def _run(self, paths: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
-        rows = VideoRows(self.model_name, self.moments)
+        rows = VideoRows(self.model_name)
         tasks = collections.deque((path, 0) for path in paths)  # a video's next part goes first
         waiting: collections.deque = collections.deque()  # (part, clip number) decoded, not yet through the model
         results: dict[tuple[str, int], list] = {}  # a part's clip results so far
@@ -173,7 +176,8 @@ class LocalEngine:
     def _batch(self, waiting, results, rows: VideoRows) -> Iterator[list[dict[str, Any]]]:
         batch = [waiting.popleft() for _ in range(min(self.batch_size, len(waiting)))]
         for (part, i), result in zip(batch, self.model.run([part.clips[i] for part, i in batch])):
-            part.clips[i].frames = None  # done with: a long video's rows wait for its last part, its frames do not
+            part.clips[i].frames = part.clips[i].views = None  # a long video's rows wait for its last part; its
+            # frames and views do not
             done = results[part.path, part.part]
             done[i] = result
             if all(r is not None for r in done):

@@ -1,9 +1,9 @@
 """The model stage: batches of decoded clips, from any videos, through one classifier on one device.
 
-A clip's frames (uint8, `decoding.Clip`) become the model's normalised views (`ClipTransform.views`: scale the
-short side, crop, normalise), the batch's views go through one forward (`ActionClassifier.classify`), and each clip
-gets its top-k labels, scores and feature (`postprocess`). A batch that fails is run again clip by clip, so a
-failure is recorded against the clip (and video) that caused it.
+A clip's views (`decoding.Clip.views`, made by the decode workers), or else its uint8 frames turned into them here
+(`ClipTransform.views`: scale the short side, crop, normalise), are stacked; the batch goes through one forward
+(`ActionClassifier.classify`), and each clip gets its top-k labels, scores and feature (`postprocess`). A batch
+that fails is run again clip by clip, so a failure is recorded against the clip (and video) that caused it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .decoding import Clip, error_text
+from .decoding import Clip, error_text, frames_tensor
 
 
 @dataclasses.dataclass
@@ -58,12 +58,7 @@ class ClipModel:
 
     def _forward(self, clips: Sequence[Clip]) -> list[tuple[list[str], list[float], np.ndarray]]:
         """One forward over the clips' views `(B, V, 3, T, S, S)`."""
-        views = torch.stack([self.op.transform.views(_tensor(clip.frames)) for clip in clips])
+        views = torch.stack([torch.from_numpy(clip.views) if clip.views is not None
+                             else self.op.transform.views(frames_tensor(clip.frames)) for clip in clips])
         probs, features = self.op.classify(views)
         return [self.op.postprocess(p, f) for p, f in zip(probs, features)]
-
-
-def _tensor(frames):
-    if isinstance(frames, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(frames))
-    return [torch.from_numpy(np.ascontiguousarray(frame)) for frame in frames]

@@ -2,11 +2,12 @@
 
     paths (a dataset, one video per block)
       -> map_batches(decode_videos, num_cpus=1, TaskPoolStrategy(decode_workers))   CPU tasks: `decoding.Sampler`
+                                                                                      (frames, then the views)
       -> map_batches(_Replica, num_gpus=..., ActorPoolStrategy(workers), batch_size) actors: `model_stage.ClipModel`
       -> the driver: `rows.VideoRows` -> one list of rows per finished video
 
 Decoding and the model scale apart: the decode tasks take the CPUs (any node), the replicas the GPUs. A decoded
-clip travels as one binary cell (the pickled clip: uint8 frames and their window), its result the same way. The
+clip travels as one binary cell (the pickled clip: the model's views and their window), its result the same way. The
 driver writes the rows through the same `ResultStore`, so resuming, chunking and the output schema do not depend
 on the engine, and the rows equal the local engine's.
 
@@ -42,8 +43,9 @@ def decode_videos(batch: dict[str, np.ndarray], sampler: Sampler) -> Iterator[di
     for path in batch['path']:
         number = 0
         while True:
-            part = sampler.decode(str(path), number)
-            bare = dataclasses.replace(part, clips=[dataclasses.replace(c, frames=None) for c in part.clips])
+            part = sampler.views(sampler.decode(str(path), number))  # the replicas get the model's input
+            bare = dataclasses.replace(part, clips=[dataclasses.replace(c, frames=None, views=None)
+                                                    for c in part.clips])
             items = [pickle.dumps((bare, i, clip)) for i, clip in enumerate(part.clips)] or \
                 [pickle.dumps((bare, None, None))]
             yield {'item': np.array(items, dtype=object)}
@@ -144,7 +146,7 @@ class RayEngine:
         if gpus is None:
             gpus = 1 if ray.cluster_resources().get('GPU', 0) >= 1 else 0
         dataset = ray.data.from_items([{'path': p} for p in paths], override_num_blocks=min(len(paths), 10_000))
-        clips = dataset.map_batches(decode_videos, fn_kwargs={'sampler': Sampler(self.spec, self.seek)},
+        clips = dataset.map_batches(decode_videos, fn_kwargs={'sampler': Sampler(self.spec, self.seek, threads=1)},
                                     batch_size=1, batch_format='numpy', num_cpus=1,
                                     compute=ray.data.TaskPoolStrategy(size=self.decode_workers))
         # On a Ray started for this run, a replica that dies is not restarted (the job fails and resumes when run
@@ -166,7 +168,7 @@ class RayEngine:
 
         if not paths:
             return
-        rows = VideoRows(self.spec.model_name, self.spec.moments)
+        rows = VideoRows(self.spec.model_name)
         parts: dict[tuple[str, int], list] = collections.defaultdict(list)
         try:
             for batch in self._results(paths).iter_batches(batch_size=None, batch_format='numpy',
