@@ -4,6 +4,9 @@ The reference is HF transformers' `TimesformerForVideoClassification`, an implem
 Every parameter is perturbed because HF's init leaves some at zero, and a zero hides bugs.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,20 @@ def make_hf_model(num_frames: int = 8, image_size: int = 224, seed: int = 0, num
         # Logits a few units apart, so the top-k scores are far from uniform and a small error shows in them.
         model.classifier.weight.normal_(0, 0.1)
     return model
+
+
+def hf_model_like(hf_model, replaced: dict, **config):
+    """HF's model built for `config` (e.g. num_frames=16) holding `hf_model`'s parameters, with those named in
+    `replaced` ({state-dict key: tensor}) swapped for the given ones. Made on the meta device and given the tensors
+    as they are (no random init to overwrite, no copy: share, don't modify); raises RuntimeError when a key or a
+    shape does not fit."""
+    from transformers import TimesformerForVideoClassification
+
+    state = {**hf_model.state_dict(), **replaced}
+    with torch.device('meta'):
+        model = TimesformerForVideoClassification(hf_model.config.__class__(**{**hf_model.config.to_dict(), **config}))
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
 
 
 @pytest.fixture(scope='session')
@@ -111,6 +128,18 @@ def plain_op(checkpoints):
 
 
 TINY = 'timesformer_tiny_test'
+# The TINY record as a --model-cfg JSON file writes it (`tiny_weights` registers the same shape in this process).
+TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
+            'num_heads': 4}
+VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
+
+
+def videos_py(*args, cwd, env=None, timeout=300, **options) -> subprocess.CompletedProcess:
+    """Run `scripts/videos.py ARGS` (the `timesformer-videos` command) with this venv's Python in `cwd`, as a user
+    would; returns the finished process (text stdout/stderr). Python warnings are off (`env` entries override), so
+    stderr holds the command's own messages. Raises subprocess.TimeoutExpired after `timeout` seconds."""
+    return subprocess.run([sys.executable, str(VIDEOS_PY), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, 'PYTHONWARNINGS': 'ignore', **(env or {})}, **options)
 
 
 @pytest.fixture(scope='session')
@@ -125,8 +154,8 @@ def tiny_weights(tmp_path_factory):
     from timesformer_video.build import create_model
     from timesformer_video.zoo import get_cfg, register_model
 
-    cfg = register_model(dataclasses.replace(get_cfg('timesformer_k400_8x224'), name=TINY, image_size=64,
-                                             embed_dim=48, depth=2, num_heads=4))
+    shape = {k: v for k, v in TINY_CFG.items() if k != 'base'}
+    cfg = register_model(dataclasses.replace(get_cfg(TINY_CFG['base']), **shape))
     torch.manual_seed(1)
     model = create_model(cfg)
     path = tmp_path_factory.mktemp('tiny') / 'tiny.pth'
@@ -136,9 +165,6 @@ def tiny_weights(tmp_path_factory):
 
 def install_operators(env: dict) -> dict:
     """Place both operators in the Towhee cache `env['TOWHEE_HOME']`, as scripts/setup.sh does; returns `env`."""
-    import subprocess
-    import sys
-
     subprocess.run([sys.executable, str(ROOT / 'scripts' / 'install_operators.py')], env=env, check=True,
                    capture_output=True, timeout=60)
     return env
@@ -147,7 +173,6 @@ def install_operators(env: dict) -> dict:
 def run_until_first_chunk(command, cwd, parts: Path, limit_s: float = 240):
     """Start the batch job `command` and return its process once it has saved its first chunk of rows in `parts`
     (the output's `.parts` folder): the moment to kill it mid-run."""
-    import subprocess
     import time
 
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -80,11 +80,12 @@ def steps(doc: Path) -> list[dict]:
 
 
 DRIVER = r'''
-import json, subprocess, sys, traceback
+import json, subprocess, sys, time, traceback
 steps, report = json.load(open(sys.argv[1])), []
 namespace = {'__name__': '__main__'}
 for step in steps:
     print(f'=== {step["where"]} ({step["kind"]})', flush=True)
+    start = time.monotonic()
     if step['kind'] == 'bash':
         result = subprocess.run(['bash', '-euo', 'pipefail', '-c', step['code']], capture_output=True, text=True)
         sys.stdout.write(result.stdout + result.stderr)
@@ -100,7 +101,8 @@ for step in steps:
             print(f'FAILED: {step["where"]}')
             break
         report.append({'where': step['where'], 'code': step['code'], 'output': ''})
-    sys.stdout.flush()
+    report[-1]['seconds'] = round(time.monotonic() - start, 1)
+    print(f'--- {step["where"]}: {report[-1]["seconds"]} s', flush=True)
 json.dump(report, open(sys.argv[2], 'w'))
 '''
 
@@ -165,6 +167,7 @@ def test_the_commands_of_a_document_run_as_written(clone, doc, tmp_path):
                             cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0 and 'FAILED: ' not in result.stdout, (result.stdout + result.stderr)[-6000:]
     report = json.loads((tmp_path / 'report.json').read_text())
+    print(''.join(f'{step["seconds"]:7.1f} s  {step["where"]}\n' for step in report))  # where the time goes, with -s
     assert [step['where'] for step in report] == [step['where'] for step in todo]
     for step in report:
         if 'demo.sh' in step['code'] or 'setup.sh' in step['code']:

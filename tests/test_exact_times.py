@@ -17,7 +17,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, TINY_CFG
 
 from timesformer_video.classifier import ActionClassifier
 from timesformer_video.decode import VideoDecoder
@@ -31,9 +31,6 @@ FFPROBE = shutil.which('ffprobe') or 'ffprobe'
 RATE = '5001/200'  # 25.005 fps: on a 90 kHz clock frame 25 is at 999.8 ms and frame 50 at 1999.6 ms
 SOURCE = ['-f', 'lavfi', '-i', f'testsrc2=size=96x64:rate={RATE}:duration=6']
 H264 = ['-c:v', 'libx264', '-g', '12', '-bf', '2', '-pix_fmt', 'yuv420p']
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # the record conftest's tiny_weights registers
-
 
 def ffmpeg(folder, *args):
     subprocess.run([FFMPEG, '-hide_banner', '-loglevel', 'error', '-y', *args], cwd=folder, check=True)

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, TINY_CFG, videos_py
 from reference import random_frames, reference_clip
 
 from timesformer_video import errors
@@ -341,10 +341,6 @@ def test_int8_explains_by_rollout_and_says_why_not_by_gradient(tiny_checkpoints,
             op.explain(frames, method=int8_method)
 
 
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # conftest's tiny_weights record
-
-
 @pytest.fixture(scope='module')
 def cli_setup(tiny_weights, tmp_path_factory):
     import json
@@ -355,15 +351,6 @@ def cli_setup(tiny_weights, tmp_path_factory):
     make_video(root / 'clip.mp4', seconds=4, size=(96, 64), fps=8, seed=2)
     (root / 'tiny.json').write_text(json.dumps(TINY_CFG))
     return root, ['--model-cfg', root / 'tiny.json', '--weights', tiny_weights]
-
-
-def videos_py(*args, cwd):
-    import sys
-
-    from conftest import ROOT
-
-    return subprocess.run([sys.executable, str(ROOT / 'scripts' / 'videos.py'), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_the_explain_command_saves_the_maps_of_the_label_asked_for(cli_setup, op):

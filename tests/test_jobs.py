@@ -4,7 +4,6 @@ Models are small same-architecture ones with random weights: these tests check p
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,14 +11,11 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, TINY, run_until_first_chunk
+from conftest import TINY, TINY_CFG, VIDEOS_PY, run_until_first_chunk, videos_py
 
 from timesformer_video.jobs import inputs, operators, results, runner
 from timesformer_video.synthetic import make_video
 
-VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # the same record as conftest's tiny_weights registers
 # Slow enough (a few videos a second on 2 cores) to kill a run in the middle: 224 px crops, 6 blocks of 192-d.
 SLOW_CFG = {'name': 'timesformer_slow_test', 'base': 'timesformer_k400_8x224', 'embed_dim': 192, 'depth': 6,
             'num_heads': 3}
@@ -47,11 +43,6 @@ def tiny_args(tiny_weights, tmp_path_factory):
     cfg = tmp_path_factory.mktemp('cfg') / 'tiny.json'
     cfg.write_text(json.dumps(TINY_CFG))
     return ['--model-cfg', str(cfg), '--weights', str(tiny_weights)]
-
-
-def videos_py(*args, cwd, env=None, **kw):
-    return subprocess.run([sys.executable, str(VIDEOS_PY), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, **(env or {})}, **kw)
 
 
 def by_path(rows):

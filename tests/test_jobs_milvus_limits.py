@@ -6,24 +6,15 @@ Milvus Lite is the reference: the collection's schema and entities are read back
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, TINY
+from conftest import TINY, videos_py
 from pymilvus.exceptions import MilvusException, MilvusUnavailableException, ParamError
 
 from timesformer_video.synthetic import make_video
 
-VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
 N_CLASSES = 400  # the tiny model's head
-
-
-def videos_py(*args, cwd):
-    return subprocess.run([sys.executable, str(VIDEOS_PY), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
 
 
 def write_labels(path, name):

@@ -16,11 +16,8 @@ import av
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, TINY
+from conftest import TINY, TINY_CFG, VIDEOS_PY, videos_py
 
-VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # conftest's tiny_weights record
 FRAMES = 10
 NAMES = {  # file name bytes -> what the test calls it
     b'ok.mp4': 'plain',
@@ -44,11 +41,6 @@ def uri_to_name(stored: str) -> bytes:
     if stored.startswith('file://'):
         return urllib.parse.unquote_to_bytes(stored[len('file://'):])
     return stored.encode()
-
-
-def videos_py(*args, cwd):
-    return subprocess.run([sys.executable, str(VIDEOS_PY), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
 
 
 @pytest.fixture(scope='module')

@@ -6,13 +6,10 @@ import subprocess
 import av
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, TINY_CFG
 
 from timesformer_video.jobs import operators, results, runner
 from timesformer_video.jobs.decoding import CLIPS_PER_PART, Sampler
-
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # the record conftest's tiny_weights registers
 
 
 def ffmpeg_video(path, seconds, hue, size='160x96', rate=10):

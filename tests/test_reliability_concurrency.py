@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import TINY, install_operators
+from conftest import TINY, TINY_CFG, install_operators
 from towhee.types import VideoFrame
 
 from timesformer_video.classifier import ActionClassifier
@@ -28,9 +28,6 @@ from timesformer_video.synthetic import make_video
 
 THREADS, CALLS = 16, 50
 JOIN_LIMIT_S = 120  # all threads of one test; a deadlock fails the test instead of hanging CI
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # the record conftest's tiny_weights registers
-
 
 def open_fds() -> list[str]:
     """What this process's open file descriptors point at: files and pipes, sorted.

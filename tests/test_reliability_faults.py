@@ -18,15 +18,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, TINY_CFG, VIDEOS_PY
 from release_server import RELEASE, ReleaseServer
 
 from timesformer_video.classifier import ActionClassifier
 from timesformer_video.decode import VideoDecoder
 from timesformer_video.synthetic import make_video
 
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # the record conftest's tiny_weights registers
 WAIT_S = 60  # longest wait for a subprocess to reach a kill point
 
 
@@ -153,7 +151,7 @@ def test_the_batch_job_killed_with_sigkill_at_random_points_always_resumes_to_on
     operator's on that video."""
     root, inputs = collection
     (tmp_path / 'tiny.json').write_text(json.dumps(TINY_CFG))
-    command = [sys.executable, str(ROOT / 'scripts' / 'videos.py'), 'index', str(root / 'clips'),
+    command = [sys.executable, str(VIDEOS_PY), 'index', str(root / 'clips'),
                str(root / 'missing.mp4'), '--out', 'out/results.parquet', '--model-cfg', 'tiny.json',
                '--weights', str(tiny_weights), '--chunk-size', '1', '--no-progress']
     parts = tmp_path / 'out' / 'results.parquet.parts'

@@ -85,10 +85,12 @@ def test_kinetics_labels_are_the_400_names_in_index_order():
     assert get_cfg('timesformer_k400_8x224').labels == list(torchvision.models._meta._KINETICS400_CATEGORIES)
 
 
-def test_bgr_frames_and_a_single_array_give_the_rgb_result(plain_op, hf_model):
-    op = plain_op
+def test_bgr_frames_and_a_single_array_give_the_rgb_result(tiny_plain_op, tiny_hf_model):
+    """Input handling, not model size: the small same-architecture model against HF's."""
+    op = tiny_plain_op
     rgb = random_frames(12, 202, 360, seed=2)
-    expected = assert_matches_hf(op, hf_model, rgb)  # one (T, H, W, 3) array
+    reference = hf_outputs(tiny_hf_model, reference_clip(rgb, 8, 64))
+    expected = assert_matches_hf(op, tiny_hf_model, rgb, reference=reference)  # one (T, H, W, 3) array
     bgr = [VideoFrame(np.ascontiguousarray(f[..., ::-1]), mode='BGR') for f in rgb]
     labels, scores, features = op(bgr)
     assert labels == expected[0]
@@ -98,14 +100,11 @@ def test_bgr_frames_and_a_single_array_give_the_rgb_result(plain_op, hf_model):
 
 def test_sixteen_frames_into_the_8_frame_model_use_nearest_time_embedding(checkpoints, hf_model):
     """Reference: HF built for 16 frames, given the original's nearest-resized time embedding computed here."""
-    from conftest import make_hf_model
+    from conftest import hf_model_like
 
-    hf16 = make_hf_model(num_frames=16)
-    hf16.load_state_dict({k: v for k, v in hf_model.state_dict().items() if 'time_embeddings' not in k}, strict=False)
     old = hf_model.timesformer.embeddings.time_embeddings.detach()
     src = [i * 8 // 16 for i in range(16)]  # nearest: floor(i * in / out)
-    with torch.no_grad():
-        hf16.timesformer.embeddings.time_embeddings.copy_(old[:, src])
+    hf16 = hf_model_like(hf_model, {'timesformer.embeddings.time_embeddings': old[:, src]}, num_frames=16)
     op = ActionClassifier(weights=checkpoints['pyth'], skip_preprocess=True, device='cpu')
     frames = random_frames(16, 224, 224, seed=3)
     assert_matches_hf(op, hf16, frames, num_frames=None)
@@ -113,17 +112,13 @@ def test_sixteen_frames_into_the_8_frame_model_use_nearest_time_embedding(checkp
 
 def test_larger_crop_uses_nearest_position_embedding(plain_op, hf_model):
     """A 288x288 clip (18x18 patches) against HF built for 288 with the nearest-resized grid computed here."""
-    from conftest import make_hf_model
+    from conftest import hf_model_like
 
-    hf288 = make_hf_model(image_size=288)
-    hf288.load_state_dict({k: v for k, v in hf_model.state_dict().items() if 'position_embeddings' not in k},
-                          strict=False)
     pos = hf_model.timesformer.embeddings.position_embeddings.detach()
     grid = pos[0, 1:].reshape(14, 14, 768)
     src = [i * 14 // 18 for i in range(18)]
     new = torch.cat([pos[0, :1], grid[src][:, src].reshape(-1, 768)])[None]
-    with torch.no_grad():
-        hf288.timesformer.embeddings.position_embeddings.copy_(new)
+    hf288 = hf_model_like(hf_model, {'timesformer.embeddings.position_embeddings': new}, image_size=288)
     clip = reference_clip(random_frames(8, 288, 288, seed=4), None, 288)
     with torch.inference_mode():
         features = plain_op.model.forward_features(clip[None])

@@ -8,6 +8,7 @@ Plain reshape/permute only (no einops in `forward`) so the model scripts and exp
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -164,8 +165,11 @@ class TimeSformer(nn.Module):
         `time_embed` at zero (training learns it), which makes an untrained model blind to frame order (reversed or
         shuffled frames would give the same feature); drawn here like `pos_embed`, the order shows in the output.
         """
-        def trunc_normal(tensor: torch.Tensor) -> None:
-            nn.init.trunc_normal_(tensor, std=0.02, a=-0.04, b=0.04)
+        def trunc_normal(tensor: torch.Tensor, std: float = 0.02) -> None:
+            # By the inverse CDF, as the original's `trunc_normal_` draws it: one pass. torch's own redraws the
+            # values out of range in a loop, each time over the whole tensor: ViT-B took 20 CPU-s instead of 4.
+            low = (1 + math.erf(-2 / math.sqrt(2))) / 2  # the normal CDF at -2 std
+            tensor.uniform_(2 * low - 1, 1 - 2 * low).erfinv_().mul_(std * math.sqrt(2)).clamp_(-2 * std, 2 * std)
 
         for module in self.modules():
             if isinstance(module, nn.Linear):
