@@ -10,18 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY_CFG, videos_py
 
 from timesformer_video.synthetic import make_video
-
-VIDEOS_PY = ROOT / 'scripts' / 'videos.py'
-TINY_CFG = {'name': TINY, 'base': 'timesformer_k400_8x224', 'image_size': 64, 'embed_dim': 48, 'depth': 2,
-            'num_heads': 4}  # conftest's tiny_weights record
-
-
-def videos_py(*args, cwd):
-    return subprocess.run([sys.executable, str(VIDEOS_PY), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
 
 
 @pytest.fixture(scope='module')
@@ -176,6 +167,10 @@ NUMBER_OPTIONS = {  # (command, option): (the accepted range as the message name
     ('explain', '--topk'): ('an integer x>=1', '0'), ('explain', '--clip-batch'): ('an integer x>=1', '0'),
     ('make-video', '--seconds'): ('a finite number x>0', '0'), ('make-video', '--frames'): ('an integer x>=1', '0'),
     ('make-video', '--fps'): ('an integer x>=1', '0'), ('make-video', '--gop'): ('an integer x>=1', '0'),
+    ('watch', '--window'): ('a finite number x>0', '0'), ('watch', '--stride'): ('a finite number x>0', '-1'),
+    ('watch', '--duration'): ('a finite number x>0', '0'), ('watch', '--timeout'): ('a finite number x>0', '0'),
+    ('watch', '--reconnect-timeout'): ('a finite number x>0', '-1'), ('watch', '--waiting'): ('an integer x>=1', '0'),
+    ('watch', '--topk'): ('an integer x>=1', '0'),
 }
 NOT_NUMBERS = ('x', 'nan', 'inf', '-inf', '1e999')
 CHOICE_OPTIONS = {
@@ -184,9 +179,11 @@ CHOICE_OPTIONS = {
     ('index', '--sampling'): ('uniform', 'clip'), ('index', '--precision'): ('fp32', 'bf16', 'fp16', 'int8'),
     ('explain', '--method'): ('rollout', 'gradient'),
     ('make-video', '--codec'): ('ffv1', 'h264', 'hevc', 'mpeg4', 'vp9'),
+    ('watch', '--rtsp-transport'): ('tcp', 'udp'),
 }
 REQUIRED = {'index': ['v.mp4', '--out', 'r.parquet'], 'search': ['q.mp4', '--milvus', 'v.db'],
-            'explain': ['v.mp4', '--out', 'm.png'], 'make-video': ['out.mp4']}
+            'explain': ['v.mp4', '--out', 'm.png'], 'make-video': ['out.mp4'],
+            'watch': ['udp://127.0.0.1:9', '--window', '1']}
 
 
 def _cli_run(capsys, monkeypatch, tmp_path, argv):
@@ -234,12 +231,13 @@ def test_the_tables_above_cover_every_number_and_choice_option():
             elif isinstance(param.type, click.Choice):
                 choices.add(flag)
     model_choices = {('search', '--num-crops'), ('search', '--sampling'), ('search', '--precision'),
-                     ('explain', '--num-crops'), ('explain', '--sampling'), ('explain', '--precision')}
+                     ('explain', '--num-crops'), ('explain', '--sampling'), ('explain', '--precision'),
+                     ('watch', '--num-crops'), ('watch', '--sampling'), ('watch', '--precision')}
     assert numbers == set(NUMBER_OPTIONS)
     assert choices - model_choices == set(CHOICE_OPTIONS)
 
 
-@pytest.mark.parametrize('command', ['index', 'search', 'explain', 'random-weights', 'make-video'])
+@pytest.mark.parametrize('command', ['index', 'search', 'explain', 'random-weights', 'make-video', 'watch'])
 def test_help_of_each_command_runs_and_names_its_options(command, capsys, monkeypatch, tmp_path):
     status, out, err = _cli_run(capsys, monkeypatch, tmp_path, [command, '--help'])
     assert status == 0 and err == ''
@@ -251,7 +249,7 @@ def test_the_installed_command_lists_every_command():
     result = subprocess.run([str(ROOT / '.venv' / 'bin' / 'timesformer-videos'), '--help'], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    for command in ('index', 'search', 'explain', 'random-weights', 'make-video'):
+    for command in ('index', 'search', 'explain', 'random-weights', 'make-video', 'watch'):
         assert f'  {command} ' in result.stdout
 
 

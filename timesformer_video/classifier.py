@@ -166,6 +166,15 @@ class ActionClassifier:
             for span, p, f in zip(batch, probs, features):
                 yield WindowRow(span.start_ms, span.end_ms, *self.postprocess(p, f))
 
+    def watch(self, source: str, window_s: float, stride_s: float | None = None, **options):
+        """A live source's windows classified as they complete: an iterator of row dicts (`start_ms`, `end_ms` on
+        the stream clock, `wall_time`, `latency_ms`, `labels`, `scores`, `feature`; gaps as `'gap': True` rows).
+        `source`: rtsp://, udp://, tcp://, http(s):// (HLS or progressive), a growing file or /dev/videoN. Options
+        and errors: `jobs.watch.watch` (docs/streams.md)."""
+        from .jobs.watch import watch
+
+        return watch(source, self, window_s, stride_s, **options)
+
     def explain(self, frames: Video, target=None, method: str | None = None):
         """Where the model looked: space-time attention maps of one clip (its centre crop) -> `explain.Explanation`.
 

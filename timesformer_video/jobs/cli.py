@@ -243,8 +243,9 @@ def index_command(**params) -> int:
               help=f"how many results (default 5, at most {MAX_LIMIT}, Milvus's largest search)")
 @click.option('--json', is_flag=True, help='print JSON instead of a table')
 @click.option('--moments', is_flag=True,
-              help='list moments (path, start-end, similarity) of a moments collection (index --window); '
-                   'overlapping windows of one video that are both hits are merged (default collection: moments)')
+              help='list moments (path, start-end, similarity): windows of a collection indexed with --window (in '
+                   'one of whole videos, each video is one); overlapping windows of one video that are both hits are '
+                   'merged (default collection: moments)')
 @click.option('--start', type=TIME, default=None, metavar='S',
               help='embed only the frames of VIDEO shown from S seconds on (exact times, the rule of the windows; '
                    'default: its start)')
@@ -624,7 +625,7 @@ def _search(args) -> int:
     if args.moments:
         return _search_moments(args, spec, row)
     with MilvusStore(args.milvus, args.collection, args.milvus_token) as store:
-        hits = store.search(row['feature'], args.k, spec.model_name, spec.signature())
+        hits = store.search(row['feature'], args.k, spec.model_name, spec.signature(), per_video=True)
     if args.json:
         print(json.dumps({'query': row['path'], 'label': row['labels'][0], 'results': hits}, indent=1))
         return 0
@@ -656,7 +657,7 @@ def _search_moments(args, spec, row) -> int:
     from .moments import format_time, search_moments
     from .paths import display
 
-    with MilvusStore(args.milvus, args.collection, args.milvus_token, moments=True) as store:
+    with MilvusStore(args.milvus, args.collection, args.milvus_token) as store:
         hits = search_moments(store, row['feature'], args.k, spec.model_name, spec.signature(), label=args.label,
                               min_score=args.min_score)
     if args.html is not None:
@@ -710,3 +711,6 @@ def _random_weights(args) -> int:
     name = args.model_name or (model_cfg['name'] if model_cfg else DEFAULT_MODEL)
     print(save_random_weights(args.path, name, model_cfg, args.seed))
     return 0
+
+
+from . import watch_cli  # noqa: E402,F401 - registers `watch` (a live stream), which uses the options above
