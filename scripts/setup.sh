@@ -65,10 +65,13 @@ else
     || { echo 'setup: pip install -e . failed (output above)' >&2; exit 1; }
 fi
 
-# System tools the tests use: the ffmpeg CLI makes their videos (as users make them), Chromium renders the moments page.
+# System tools the tests use: the ffmpeg CLI makes their videos (as users make them), Chromium renders the moments
+# page, GStreamer's RTSP server (run by Debian's Python with PyGObject) is the live-stream tests' loopback camera.
 missing=$(for tool in ffmpeg chromium; do command -v "$tool" >/dev/null || echo "$tool"; done)
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null \
+  || missing="$missing python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
 if [ -z "$missing" ]; then
-  step 5 'ffmpeg and chromium are installed'
+  step 5 "ffmpeg, chromium and GStreamer's RTSP server are installed"
 elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   step 5 "installing $(echo $missing) with apt-get (about 1-2 minutes)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
