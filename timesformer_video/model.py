@@ -165,6 +165,9 @@ class TimeSformer(nn.Module):
         `time_embed` at zero (training learns it), which makes an untrained model blind to frame order (reversed or
         shuffled frames would give the same feature); drawn here like `pos_embed`, the order shows in the output.
         """
+        if self.cls_token.is_meta:  # to be filled with weights: nothing to draw (meta erfinv_ is slow: 0.15 s a call)
+            return
+
         def trunc_normal(tensor: torch.Tensor, std: float = 0.02) -> None:
             # By the inverse CDF, as the original's `trunc_normal_` draws it: one pass. torch's own redraws the
             # values out of range in a loop, each time over the whole tensor: ViT-B took 20 CPU-s instead of 4.
