@@ -171,13 +171,17 @@ def install_operators(env: dict) -> dict:
 
 
 def run_until_first_chunk(command, cwd, parts: Path, limit_s: float = 240):
-    """Start the batch job `command` and return its process once it has saved its first chunk of rows in `parts`
+    """Start the batch job `command` and return its process once it has saved its first rows in a chunk of `parts`
     (the output's `.parts` folder): the moment to kill it mid-run."""
     import time
 
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + limit_s
-    while not list(parts.glob('chunk-*.parquet')):
+    import pyarrow.parquet as pq
+
+    def saved_rows() -> int:  # rows in the chunks renamed into place (a chunk may hold no row: a batch of none)
+        return sum(pq.ParquetFile(chunk).metadata.num_rows for chunk in parts.glob('chunk-*.parquet'))
+    while not saved_rows():
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, f'no chunk written within {limit_s} s'
         time.sleep(0.02)
