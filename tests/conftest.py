@@ -186,3 +186,18 @@ def run_until_first_chunk(command, cwd, parts: Path, limit_s: float = 240):
         assert time.monotonic() < deadline, f'no chunk written within {limit_s} s'
         time.sleep(0.02)
     return process
+
+
+def earlier_output_schema(signature: dict, dim: int = 48):
+    """The Parquet schema the batch job wrote before whole videos had windows (no `start_ms`/`end_ms`), with the
+    job's `signature` in its metadata, as that code saved it: for tests that read such an output."""
+    import json
+
+    import pyarrow as pa
+
+    return pa.schema([
+        pa.field('path', pa.string(), nullable=False), pa.field('model', pa.string()),
+        pa.field('duration', pa.float64()), pa.field('labels', pa.list_(pa.string())),
+        pa.field('scores', pa.list_(pa.float32())), pa.field('feature', pa.list_(pa.float32(), dim)),
+        pa.field('decode_s', pa.float64()), pa.field('model_s', pa.float64()), pa.field('error', pa.string()),
+    ], metadata={b'timesformer.job': json.dumps(signature).encode()})

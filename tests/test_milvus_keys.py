@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import TINY, TINY_CFG, videos_py
+from conftest import TINY, TINY_CFG, earlier_output_schema, videos_py
 
 from timesformer_video.jobs import errors, milvus_store, operators, runner
 from timesformer_video.synthetic import make_video
@@ -209,12 +209,7 @@ def test_a_moments_collection_of_the_earlier_version_is_searched_and_resumed_as_
 def test_an_output_written_before_videos_had_windows_syncs_each_video_as_0_to_its_duration(library, tiny_weights,
                                                                                            tmp_path):
     job_spec = spec(tiny_weights)
-    earlier = pa.schema([
-        pa.field('path', pa.string(), nullable=False), pa.field('model', pa.string()),
-        pa.field('duration', pa.float64()), pa.field('labels', pa.list_(pa.string())),
-        pa.field('scores', pa.list_(pa.float32())), pa.field('feature', pa.list_(pa.float32(), 48)),
-        pa.field('decode_s', pa.float64()), pa.field('model_s', pa.float64()), pa.field('error', pa.string()),
-    ], metadata={b'timesformer.job': json.dumps(job_spec.signature()).encode()})
+    earlier = earlier_output_schema(job_spec.signature())
     kept = {key: value for key, value in library['videos'][0].items() if key not in ('start_ms', 'end_ms')}
     kept['duration'] = 2.9991  # ends inside a millisecond: its window ends at the next one
     out, db = tmp_path / 'earlier.parquet', tmp_path / 'v.db'

@@ -6,7 +6,7 @@ import subprocess
 import av
 import numpy as np
 import pytest
-from conftest import TINY, TINY_CFG
+from conftest import TINY, TINY_CFG, earlier_output_schema
 
 from timesformer_video.jobs import operators, results, runner
 from timesformer_video.jobs.decoding import CLIPS_PER_PART, Sampler
@@ -83,19 +83,13 @@ def test_batches_across_videos_in_worker_processes_give_the_rows_of_one_clip_at_
 def test_an_output_written_before_videos_had_windows_is_resumed_and_its_rows_kept(videos, tiny_weights, tmp_path):
     """An output of the earlier schema (no start_ms/end_ms: written here by pyarrow, column by column): the job adds
     the other videos to it; its row is kept as it was (no window), the new rows have their video's window."""
-    import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     job_spec = spec(tiny_weights)
     out = tmp_path / 'old.parquet'
-    earlier = pa.schema([
-        pa.field('path', pa.string(), nullable=False), pa.field('model', pa.string()),
-        pa.field('duration', pa.float64()), pa.field('labels', pa.list_(pa.string())),
-        pa.field('scores', pa.list_(pa.float32())), pa.field('feature', pa.list_(pa.float32(), 48)),
-        pa.field('decode_s', pa.float64()), pa.field('model_s', pa.float64()), pa.field('error', pa.string()),
-    ], metadata={b'timesformer.job': json.dumps(job_spec.signature()).encode()})
+    earlier = earlier_output_schema(job_spec.signature())
     kept = {'path': str(videos[0]), 'model': TINY, 'duration': 3.0, 'labels': ['a', 'b', 'c', 'd', 'e'],
             'scores': [0.5, 0.25, 0.125, 0.0625, 0.0625], 'feature': [0.25] * 48, 'decode_s': 0.1, 'model_s': 0.2,
             'error': None}
